@@ -1,0 +1,33 @@
+# Chaudhari & Soatto (2018), "Stochastic gradient descent performs variational inference,
+# converges to limit cycles for deep networks": the whole paper as one workflow.
+#
+#   snakemake --cores 8 --resources gpu=1                          # paper scale
+#   snakemake --cores 2 --configfile config/quick.yaml             # quick offline profile
+#   snakemake results/figures/fig1a.pdf                            # one figure
+#
+# Stages (one .smk each): data -> train -> diffusion (Figs. 1, 2) / trajectory (Fig. 3);
+# theory (Fig. 4 and the numerical checks) needs no data.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.17")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/diffusion.smk"
+include: "workflow/rules/trajectory.smk"
+include: "workflow/rules/theory.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,1 @@
+# Stage: data (filled in by its owner).

@@ -1,0 +1,1 @@
+# Stage: train (filled in by its owner).
