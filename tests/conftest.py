@@ -96,7 +96,7 @@ def snakemake_cmd(workdir: Path, *args: str, configfile: str = "config/tiny.yaml
         "--directory",
         str(workdir),
         "--configfile",
-        configfile,
+        str(workdir / configfile),
         *args,
     ]
 
