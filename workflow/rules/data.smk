@@ -1,1 +1,117 @@
-# Stage: data (filled in by its owner).
+# Stage: data. Raw downloads under resources/ (local rules: compute nodes often lack internet),
+# prepared datasets results/data/{name}.npz (float32 NCHW x, int64 y; see sgdvi.data):
+#   mnist28        28x28 MNIST                         (small-lenet, Fig. 1a)
+#   mnist7         MNIST resized to 7x7               (small-fc, Fig. 1b)
+#   mnist7-5class  7x7 MNIST, digits 0-4              (tiny-fc, Fig. 3)
+#   cifar10-zca    CIFAR-10, GCN + ZCA whitening      (small-allcnn, Figs. 2a, 2c)
+#   cifar100-zca   CIFAR-100, GCN + ZCA whitening     (small-allcnn, Fig. 2b)
+
+MNIST_RAW = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+
+
+rule download_mnist:
+    output:
+        expand("resources/mnist/{file}", file=MNIST_RAW),
+    log:
+        "logs/data/download_mnist.log",
+    localrule: True
+    params:
+        sources=config["data"]["mnist"]["sources"],
+        local_dir=config["data"]["mnist"].get("local_dir"),
+        sha256=config["data"]["mnist"]["sha256"],
+        timeout=config["data"]["download_timeout"],
+    script:
+        "../scripts/download_mnist.py"
+
+
+rule download_cifar:
+    output:
+        directory("resources/{cifar}"),
+    log:
+        "logs/data/download_{cifar}.log",
+    wildcard_constraints:
+        cifar="cifar10|cifar100",
+    localrule: True
+    params:
+        sources=config["data"]["cifar"]["sources"],
+        local_dir=lambda wildcards: config["data"]["cifar"].get(
+            f"local_dir_{wildcards.cifar}"
+        ),
+        timeout=config["data"]["download_timeout"],
+        verify_md5=config["data"]["cifar"].get("verify_md5", True),
+    script:
+        "../scripts/download_cifar.py"
+
+
+rule prepare_mnist28:
+    input:
+        rules.download_mnist.output,
+    output:
+        "results/data/mnist28.npz",
+    log:
+        "logs/data/prepare_mnist28.log",
+    benchmark:
+        "results/benchmarks/data/prepare_mnist28.tsv"
+    params:
+        variant="mnist28",
+        normalisation=config["data"]["mnist"]["normalisation"],
+    script:
+        "../scripts/prepare_mnist.py"
+
+
+rule prepare_mnist7:
+    input:
+        rules.download_mnist.output,
+    output:
+        "results/data/mnist7.npz",
+    log:
+        "logs/data/prepare_mnist7.log",
+    benchmark:
+        "results/benchmarks/data/prepare_mnist7.tsv"
+    params:
+        variant="mnist7",
+        normalisation=config["data"]["mnist"]["normalisation"],
+    script:
+        "../scripts/prepare_mnist.py"
+
+
+rule prepare_mnist7_5class:
+    input:
+        rules.download_mnist.output,
+    output:
+        "results/data/mnist7-5class.npz",
+    log:
+        "logs/data/prepare_mnist7-5class.log",
+    benchmark:
+        "results/benchmarks/data/prepare_mnist7-5class.tsv"
+    params:
+        variant="mnist7-5class",
+        normalisation=config["data"]["mnist"]["normalisation"],
+    script:
+        "../scripts/prepare_mnist.py"
+
+
+rule prepare_cifar_zca:
+    input:
+        "resources/{cifar}",
+    output:
+        "results/data/{cifar}-zca.npz",
+    log:
+        "logs/data/prepare_{cifar}-zca.log",
+    benchmark:
+        "results/benchmarks/data/prepare_{cifar}-zca.tsv"
+    wildcard_constraints:
+        cifar="cifar10|cifar100",
+    threads: 2
+    resources:
+        mem_mb=6000,
+    params:
+        name="{cifar}",
+        eps=config["data"]["cifar"]["zca_epsilon"],
+    script:
+        "../scripts/prepare_cifar_zca.py"

@@ -1,5 +1,237 @@
-# Stage: theory (filled in by its owner).
+# Stage: theory (Sections III and V; no data). Fig. 4 (Example 19) and numerical checks of the
+# theorems beyond the paper: the SDE's steady state and circulation, the Fokker-Planck free
+# energy (Theorem 5), Lemma 20 and Remarks 11/12. Every number lands in
+# results/tables/theory.parquet (one row per quantity, with its reference and tolerance).
+
+THEORY = config["theory"]
+THEORY_LAMBDAS = [float(v) for v in THEORY["lambdas"]]
+FIG4_PANELS = {"abcdefghijklmnopqrstuvwxyz"[i]: v for i, v in enumerate(THEORY_LAMBDAS)}
+THEORY_FIGURES = [
+    "sde_marginals",
+    "sde_circulation",
+    "sde_paths",
+    "free_energy",
+    "fp_density",
+    "lemma20",
+    "temperature",
+]
+
+
+def lambda_tag(value):
+    """File-name text of a lambda: 0.5 -> '0.5', 1 -> '1.0'."""
+    return repr(float(value))
+
+
+def theory_lambda_files(pattern):
+    return [pattern.format(lam=lambda_tag(v)) for v in THEORY_LAMBDAS]
 
 
 def theory_targets():
-    return []
+    """Fig. 4 panels, the figures of the checks (PDF + PNG) and the table of numbers."""
+    names = [f"fig4{p}" for p in FIG4_PANELS] + THEORY_FIGURES
+    targets = [f"results/figures/{n}.{ext}" for n in names for ext in ("pdf", "png")]
+    return targets + ["results/tables/theory.parquet"]
+
+
+rule theory_double_well:
+    output:
+        table="results/theory/double_well.parquet",
+        critical="results/theory/critical_points.parquet",
+    log:
+        "logs/theory/double_well.log",
+    params:
+        lambdas=THEORY_LAMBDAS,
+    script:
+        "../scripts/theory_double_well.py"
+
+
+rule theory_fig4:
+    input:
+        critical="results/theory/critical_points.parquet",
+    output:
+        pdf=report(
+            "results/figures/fig4{panel}.pdf",
+            caption="../report/fig4.rst",
+            category="Theory",
+            subcategory="Fig. 4 (Example 19)",
+        ),
+        png="results/figures/fig4{panel}.png",
+    log:
+        "logs/theory/fig4{panel}.log",
+    wildcard_constraints:
+        panel="[a-z]",
+    params:
+        lam=lambda wildcards: FIG4_PANELS[wildcards.panel],
+        box=THEORY["fig4"]["box"],
+        density=THEORY["fig4"]["density"],
+    script:
+        "../scripts/theory_fig4.py"
+
+
+rule theory_sde:
+    output:
+        npz="results/theory/sde/lambda_{lam}.npz",
+        table="results/theory/sde/lambda_{lam}.parquet",
+    log:
+        "logs/theory/sde_lambda_{lam}.log",
+    benchmark:
+        "results/benchmarks/theory/sde_lambda_{lam}.tsv"
+    wildcard_constraints:
+        lam=r"[0-9][0-9.e+-]*",
+    threads: 1
+    params:
+        sde=THEORY["sde"],
+    script:
+        "../scripts/theory_sde.py"
+
+
+rule theory_sde_figures:
+    input:
+        npz=theory_lambda_files("results/theory/sde/lambda_{lam}.npz"),
+        tables=theory_lambda_files("results/theory/sde/lambda_{lam}.parquet"),
+    output:
+        marginals=report(
+            "results/figures/sde_marginals.pdf",
+            caption="../report/sde_marginals.rst",
+            category="Theory",
+            subcategory="SDE steady state",
+        ),
+        marginals_png="results/figures/sde_marginals.png",
+        circulation=report(
+            "results/figures/sde_circulation.pdf",
+            caption="../report/sde_circulation.rst",
+            category="Theory",
+            subcategory="SDE steady state",
+        ),
+        circulation_png="results/figures/sde_circulation.png",
+        paths=report(
+            "results/figures/sde_paths.pdf",
+            caption="../report/sde_paths.rst",
+            category="Theory",
+            subcategory="SDE steady state",
+        ),
+        paths_png="results/figures/sde_paths.png",
+    log:
+        "logs/theory/sde_figures.log",
+    script:
+        "../scripts/theory_sde_figures.py"
+
+
+rule theory_fokker_planck:
+    output:
+        npz="results/theory/fokker_planck/lambda_{lam}.npz",
+        table="results/theory/fokker_planck/lambda_{lam}.parquet",
+    log:
+        "logs/theory/fokker_planck_lambda_{lam}.log",
+    benchmark:
+        "results/benchmarks/theory/fokker_planck_lambda_{lam}.tsv"
+    wildcard_constraints:
+        lam=r"[0-9][0-9.e+-]*",
+    threads: 1
+    params:
+        fp=THEORY["fokker_planck"],
+    script:
+        "../scripts/theory_fokker_planck.py"
+
+
+rule theory_fokker_planck_figures:
+    input:
+        npz=theory_lambda_files("results/theory/fokker_planck/lambda_{lam}.npz"),
+    output:
+        free_energy=report(
+            "results/figures/free_energy.pdf",
+            caption="../report/free_energy.rst",
+            category="Theory",
+            subcategory="Fokker-Planck free energy",
+        ),
+        free_energy_png="results/figures/free_energy.png",
+        density=report(
+            "results/figures/fp_density.pdf",
+            caption="../report/fp_density.rst",
+            category="Theory",
+            subcategory="Fokker-Planck free energy",
+        ),
+        density_png="results/figures/fp_density.png",
+    log:
+        "logs/theory/fokker_planck_figures.log",
+    script:
+        "../scripts/theory_fokker_planck_figures.py"
+
+
+rule theory_linearization:
+    input:
+        critical="results/theory/critical_points.parquet",
+    output:
+        npz="results/theory/linearization.npz",
+        table="results/theory/linearization.parquet",
+    log:
+        "logs/theory/linearization.log",
+    benchmark:
+        "results/benchmarks/theory/linearization.tsv"
+    threads: 1
+    params:
+        linearization=THEORY["linearization"],
+    script:
+        "../scripts/theory_linearization.py"
+
+
+rule theory_lemma20_figure:
+    input:
+        npz="results/theory/linearization.npz",
+    output:
+        pdf=report(
+            "results/figures/lemma20.pdf",
+            caption="../report/lemma20.rst",
+            category="Theory",
+            subcategory="Lemma 20",
+        ),
+        png="results/figures/lemma20.png",
+    log:
+        "logs/theory/lemma20_figure.log",
+    script:
+        "../scripts/theory_lemma20_figure.py"
+
+
+rule theory_temperature:
+    output:
+        table="results/theory/temperature.parquet",
+    log:
+        "logs/theory/temperature.log",
+    params:
+        remarks=THEORY["remarks"],
+    script:
+        "../scripts/theory_temperature.py"
+
+
+rule theory_temperature_figure:
+    output:
+        pdf=report(
+            "results/figures/temperature.pdf",
+            caption="../report/temperature.rst",
+            category="Theory",
+            subcategory="Remarks 11 and 12",
+        ),
+        png="results/figures/temperature.png",
+    log:
+        "logs/theory/temperature_figure.log",
+    params:
+        N=THEORY["remarks"]["N"],
+        eta=THEORY["remarks"]["eta"][0],
+        b=THEORY["remarks"]["b"][0],
+    script:
+        "../scripts/theory_temperature_figure.py"
+
+
+rule theory_table:
+    input:
+        "results/theory/double_well.parquet",
+        theory_lambda_files("results/theory/sde/lambda_{lam}.parquet"),
+        theory_lambda_files("results/theory/fokker_planck/lambda_{lam}.parquet"),
+        "results/theory/linearization.parquet",
+        "results/theory/temperature.parquet",
+    output:
+        "results/tables/theory.parquet",
+    log:
+        "logs/theory/table.log",
+    script:
+        "../scripts/theory_table.py"

@@ -17,6 +17,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from sgdvi.data.augment import random_flip_crop
+
+__all__ = ["PREPARED_KEYS", "Prepared", "load_prepared", "random_flip_crop", "save_prepared"]
+
 
 class Prepared(NamedTuple):
     """A prepared dataset as tensors on one device."""

@@ -1,0 +1,159 @@
+"""D(x) of one snapshot, end to end: per-example gradients -> centred moment -> eigenvalues.
+
+:func:`diffusion_spectrum` runs Section IV-A's computation for one network: the per-example
+gradients over the training examples (one random augmentation each for the augmented
+experiment), the exact full gradient, D of eq. (2)/(A1) or (A2), and its eigenvalues above the
+rank threshold with the solver picked by :func:`sgdvi.diffusion.eigen.choose_solver`.
+On CUDA, TF32 is switched off for the whole computation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sgdvi.diffusion.eigen import (
+    GradientOperator,
+    NotConverged,
+    Spectrum,
+    choose_solver,
+    dense_spectrum,
+    fast_spectrum,
+)
+from sgdvi.diffusion.gradients import InputTransform, gradient_matrix, iter_gradient_chunks
+from sgdvi.diffusion.moments import (
+    CentredMoment,
+    Formula,
+    centre_in_place,
+    diffusion_from_centred,
+    exact_mean,
+    formula_scale,
+    squared_frobenius,
+)
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """Turn TF32 off (CUDA matmuls and cuDNN convolutions) inside the block, then restore."""
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved[0]
+        torch.backends.cudnn.allow_tf32 = saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+@dataclass
+class DiffusionResult:
+    """The spectrum of D at one point x and the scalars stored beside it."""
+
+    spectrum: Spectrum
+    n: int
+    d: int
+    formula: str
+    trace: float
+    grad_norm: float
+    seconds: float
+    seconds_gradients: float
+    seconds_eigen: float
+
+
+def diffusion_spectrum(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    formula: Formula = "A1",
+    eps: str = "float32",
+    solver: str = "auto",
+    chunk_size: int = 1000,
+    dense_max_d: int = 2000,
+    block_size: int = 64,
+    residual_tol: float = 1e-5,
+    max_krylov_dim: int = 4096,
+    seed: int = 0,
+    transform: InputTransform | None = None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DiffusionResult:
+    """Eigenvalues of D(x) (eq. (2)) for ``model`` (eval mode) on the examples ``x, y``.
+
+    ``solver``: ``dense`` streams gradient chunks into a float64 d x d moment and calls the
+    symmetric eigensolver; ``fast`` stores the ``N x d`` float32 gradients, centres them with
+    the exact float64 mean and runs block Lanczos; ``auto`` picks dense for
+    ``d <= dense_max_d`` and otherwise fast, falling back to dense if Lanczos does not converge
+    within ``max_krylov_dim``.
+    """
+    t0 = time.perf_counter()
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = len(x)
+    device = next(model.parameters()).device
+    chosen = choose_solver(solver, d, dense_max_d)
+    log.info("D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", n, d, formula, chosen, solver)
+    with full_precision():
+        if chosen == "dense":
+            moment = CentredMoment(d, device=device)
+            for start, chunk in iter_gradient_chunks(model, x, y, chunk_size, transform, generator):
+                moment.update(chunk)
+                if progress is not None:
+                    progress(start + len(chunk), n)
+            grad_norm = float(moment.mean.norm())
+            t_grad = time.perf_counter()
+            D = moment.diffusion(formula)
+            del moment
+            trace = float(D.diagonal().sum())
+            spectrum = dense_spectrum(D, eps)
+            del D
+        else:
+            g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
+            mean = exact_mean(g)
+            grad_norm = float(mean.norm())
+            centre_in_place(g, mean)
+            t_grad = time.perf_counter()
+            scale = formula_scale(formula, n)
+            trace = squared_frobenius(g) * scale
+            try:
+                spectrum = fast_spectrum(
+                    GradientOperator(g, scale),
+                    d,
+                    eps=eps,
+                    block_size=block_size,
+                    residual_tol=residual_tol,
+                    max_dim=max_krylov_dim,
+                    seed=seed,
+                    device=device,
+                )
+            except NotConverged as exc:
+                if solver != "auto":
+                    raise
+                log.warning("%s; falling back to the dense solver", exc)
+                spectrum = dense_spectrum(diffusion_from_centred(g, formula), eps)
+            del g
+    t1 = time.perf_counter()
+    return DiffusionResult(
+        spectrum=spectrum,
+        n=n,
+        d=d,
+        formula=formula,
+        trace=trace,
+        grad_norm=grad_norm,
+        seconds=t1 - t0,
+        seconds_gradients=t_grad - t0,
+        seconds_eigen=t1 - t_grad,
+    )

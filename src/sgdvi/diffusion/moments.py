@@ -1,0 +1,113 @@
+"""The centred second moment of the per-example gradients: D(x) of eq. (2) / (A1) and (A2).
+
+With ``g_k = grad f_k(x)`` and the exact full gradient ``g = (1/N) sum_k g_k``:
+
+- (A1), mini-batches drawn with replacement (the paper's eq. (2)):
+  ``D = (1/N) sum_k g_k g_k^T - g g^T = (1/N) sum_k (g_k - g)(g_k - g)^T``;
+- (A2), without replacement: ``D = N/(N-1) * D_A1``; the factor ``(1 - b/N)`` of Remark 12
+  goes into the temperature (:func:`temperature_factor`).
+
+Everything here accumulates in float64: chunk scatter matrices are merged with the pairwise
+update of Chan, Golub & LeVeque (1979), so the result does not suffer the cancellation of
+``E[g g^T] - g g^T`` when the full gradient is large.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Formula = Literal["A1", "A2"]
+
+
+def formula_scale(formula: Formula, n: int) -> float:
+    """Factor turning the centred scatter ``sum_k (g_k - g)(g_k - g)^T`` into D."""
+    if formula == "A1":
+        return 1.0 / n
+    if formula == "A2":
+        if n < 2:
+            raise ValueError("formula A2 needs at least two examples (it divides by N - 1)")
+        return 1.0 / (n - 1)
+    raise ValueError(f"diffusion.formula must be A1 or A2, got {formula!r}")
+
+
+def temperature_factor(formula: Formula, batch_size: int, n: int) -> float:
+    """Extra factor of the temperature ``eta/b``: 1 for (A1), ``1 - b/N`` for (A2) (Remark 12)."""
+    if formula == "A1":
+        return 1.0
+    if formula == "A2":
+        return 1.0 - batch_size / n
+    raise ValueError(f"diffusion.formula must be A1 or A2, got {formula!r}")
+
+
+class CentredMoment:
+    """Streaming float64 mean and centred scatter ``M = sum_k (g_k - g)(g_k - g)^T``.
+
+    Feed row chunks with :meth:`update`; chunks are merged pairwise (Chan et al.), so one pass
+    suffices and no ``N x d`` matrix is kept. Memory: one ``d x d`` float64 matrix.
+    """
+
+    def __init__(self, d: int, device: str | torch.device = "cpu") -> None:
+        self.n = 0
+        self.mean = torch.zeros(d, dtype=torch.float64, device=device)
+        self.scatter = torch.zeros((d, d), dtype=torch.float64, device=device)
+
+    def update(self, chunk: torch.Tensor) -> None:
+        """Add the rows of ``chunk`` (``n_c x d``, any float dtype)."""
+        c = chunk.to(device=self.mean.device, dtype=torch.float64)
+        n_c = c.shape[0]
+        if n_c == 0:
+            return
+        mean_c = c.mean(dim=0)
+        c = c - mean_c
+        n = self.n + n_c
+        delta = mean_c - self.mean
+        self.scatter.addmm_(c.T, c)
+        if self.n:
+            self.scatter.addr_(delta, delta, alpha=self.n * n_c / n)
+        self.mean += delta * (n_c / n)
+        self.n = n
+
+    def diffusion(self, formula: Formula = "A1") -> torch.Tensor:
+        """D as a float64 ``d x d`` matrix (the scatter scaled in place: call once)."""
+        if self.n == 0:
+            raise ValueError("no gradients were accumulated")
+        return self.scatter.mul_(formula_scale(formula, self.n))
+
+
+def exact_mean(g: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:
+    """The full gradient ``(1/N) sum_k g_k`` of a stored ``N x d`` matrix, summed in float64."""
+    total = torch.zeros(g.shape[1], dtype=torch.float64, device=g.device)
+    for i in range(0, g.shape[0], chunk_rows):
+        total += g[i : i + chunk_rows].to(torch.float64).sum(dim=0)
+    return total / g.shape[0]
+
+
+def centre_in_place(g: torch.Tensor, mean: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:
+    """``g_k <- g_k - mean`` row by row, subtracting in float64 and rounding once to g's dtype."""
+    for i in range(0, g.shape[0], chunk_rows):
+        block = g[i : i + chunk_rows]
+        block.copy_(block.to(torch.float64) - mean)
+    return g
+
+
+def squared_frobenius(g: torch.Tensor, chunk_rows: int = 4096) -> float:
+    """``sum_{k,i} g_ki^2`` in float64 (``trace(D) = this * formula_scale``)."""
+    total = torch.zeros((), dtype=torch.float64, device=g.device)
+    for i in range(0, g.shape[0], chunk_rows):
+        block = g[i : i + chunk_rows].to(torch.float64)
+        total += (block * block).sum()
+    return float(total)
+
+
+def diffusion_from_centred(
+    g: torch.Tensor, formula: Formula = "A1", chunk_rows: int = 2048
+) -> torch.Tensor:
+    """Dense float64 D from centred per-example gradients (``N x d``), accumulated by chunks."""
+    n, d = g.shape
+    out = torch.zeros((d, d), dtype=torch.float64, device=g.device)
+    for i in range(0, n, chunk_rows):
+        block = g[i : i + chunk_rows].to(torch.float64)
+        out.addmm_(block.T, block)
+    return out.mul_(formula_scale(formula, n))

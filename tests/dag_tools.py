@@ -1,0 +1,130 @@
+"""Run the repository's workflow in a test working directory and read what a dry run plans.
+
+Used by tests/test_dryrun.py and tests/test_slurm.py. ``snakemake -n`` prints one block per
+planned job::
+
+    rule train:
+        input: results/data/mnist28.npz
+        output: results/lenet-mnist/metrics.parquet, results/lenet-mnist/trained
+        ...
+        threads: 4
+        resources: tmpdir=/tmp, gpu=1
+
+:func:`dry_run` parses those blocks into :class:`PlannedJob` records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+_RULE_RE = re.compile(r"^(local)?(rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+_FIELD_RE = re.compile(r"^    ([a-z_]+): ?(.*)$")
+
+
+@dataclass
+class PlannedJob:
+    rule: str
+    local: bool
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[str]:
+        return _split(self.fields.get("output", ""))
+
+    @property
+    def inputs(self) -> list[str]:
+        return _split(self.fields.get("input", ""))
+
+    @property
+    def threads(self) -> int:
+        return int(self.fields.get("threads", "1"))
+
+    @property
+    def resources(self) -> dict[str, str]:
+        out = {}
+        for item in _split(self.fields.get("resources", "")):
+            key, _, value = item.partition("=")
+            out[key.strip()] = value.strip()
+        return out
+
+    @property
+    def gpu(self) -> int:
+        value = self.resources.get("gpu", "0")
+        return int(value) if value.isdigit() else 0
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(", ") if t.strip()]
+
+
+def snakemake_args(workdir: Path, configfile: str | None, *args: str) -> list[str]:
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfile:
+        cmd += ["--configfile", configfile]
+    return [*cmd, *args]
+
+
+def run(
+    workdir: Path,
+    *args: str,
+    configfile: str | None = "config/tiny.yaml",
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` (relative --configfile paths resolve there)."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(
+        snakemake_args(workdir, configfile, *args),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def parse_dry_run(text: str) -> list[PlannedJob]:
+    """The job blocks of ``snakemake -n`` output."""
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    for line in text.splitlines():
+        m = _RULE_RE.match(line)
+        if m:
+            current = PlannedJob(rule=m.group(3), local=bool(m.group(1)))
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        f = _FIELD_RE.match(line)
+        if f:
+            current.fields[f.group(1)] = f.group(2).strip()
+        elif not line.startswith("    "):
+            current = None
+    return jobs
+
+
+def dry_run(workdir: Path, *args: str, **kw) -> list[PlannedJob]:
+    """Jobs that ``snakemake -n *args`` plans in ``workdir``."""
+    proc = run(workdir, "--dry-run", "--cores", "8", *args, **kw)
+    text = proc.stdout + "\n" + proc.stderr
+    if "Nothing to be done" in text:
+        return []
+    jobs = parse_dry_run(text)
+    assert jobs, f"could not read any job from the dry run:\n{text[-4000:]}"
+    return jobs

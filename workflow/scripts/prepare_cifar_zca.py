@@ -1,0 +1,36 @@
+"""Rule prepare_cifar_zca: GCN + ZCA-whitened CIFAR-10/100 (sgdvi.data.zca)."""
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from sgdvi.data import save_prepared
+from sgdvi.data.cifar import load_cifar
+from sgdvi.data.zca import prepare_cifar_zca
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
+log = logging.getLogger("prepare_cifar_zca")
+try:
+    start = time.perf_counter()
+    raw = load_cifar(snakemake.input[0], snakemake.params.name)
+    log.info(
+        "read %s: train %s, test %s (%.1f s)",
+        snakemake.input[0],
+        raw["x_train"].shape,
+        raw["x_test"].shape,
+        time.perf_counter() - start,
+    )
+    arrays = prepare_cifar_zca(raw, eps=snakemake.params.eps)
+    for key in ("x_train", "x_test"):
+        x = arrays[key]
+        log.info("%s %s mean %.4g std %.4g", key, x.shape, x.mean(), x.std())
+    save_prepared(snakemake.output[0], **arrays)
+    log.info("wrote %s (%.1f s)", snakemake.output[0], time.perf_counter() - start)
+except Exception:
+    log.exception("prepare %s-zca failed", snakemake.params.name)
+    raise

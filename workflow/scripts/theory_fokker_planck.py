@@ -1,0 +1,31 @@
+"""Rule theory_fokker_planck: finite-volume Fokker-Planck of Example 19 for one lambda."""
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sgdvi.theory import checks, script_logger
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+log = script_logger(snakemake.log[0], "theory_fokker_planck")
+try:
+    lam = float(snakemake.wildcards.lam)
+    p = snakemake.params.fp
+    res = checks.run_fokker_planck(lam, p["grid"], p["half_width"], p["t_end"], p["dt"], log=log)
+    table = checks.frame(checks.fokker_planck_rows(res))
+    for r in table.itertuples():
+        log.info(
+            "%s = %.6g (reference %.6g, tolerance %.3g, passed %s)",
+            r.quantity,
+            r.value,
+            r.reference,
+            r.tolerance,
+            r.passed,
+        )
+    np.savez_compressed(snakemake.output.npz, **res)
+    table.to_parquet(snakemake.output.table)
+except Exception:
+    log.exception("theory_fokker_planck failed")
+    raise

@@ -1,0 +1,37 @@
+"""Rule theory_linearization: Lemma 20 on random matrices, Lemma 6, the OU covariance, and
+Lemma 20 at the zeros of grad f of Example 19."""
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from sgdvi.theory import checks, script_logger
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+log = script_logger(snakemake.log[0], "theory_linearization")
+try:
+    p = snakemake.params.linearization
+    arrays, rows = checks.run_linearization(
+        p["dim"], p["seed"], beta=p["beta"], particles=p["particles"]
+    )
+    rows += checks.example19_lemma20_rows(pd.read_parquet(snakemake.input.critical))
+    table = checks.frame(rows)
+    for r in table.itertuples():
+        log.info(
+            "%s lambda=%s: %s = %.6g (tolerance %.3g, passed %s) [%s]",
+            r.check,
+            r.lam,
+            r.quantity,
+            r.value,
+            r.tolerance,
+            r.passed,
+            r.setting,
+        )
+    np.savez_compressed(snakemake.output.npz, **arrays)
+    table.to_parquet(snakemake.output.table)
+except Exception:
+    log.exception("theory_linearization failed")
+    raise

@@ -1,0 +1,44 @@
+"""Rule theory_sde: Euler-Maruyama of Example 19 for one lambda; stationary statistics."""
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sgdvi.theory import checks, script_logger
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+log = script_logger(snakemake.log[0], "theory_sde")
+try:
+    lam = float(snakemake.wildcards.lam)
+    p = snakemake.params.sde
+    res = checks.run_sde(
+        lam,
+        p["particles"],
+        p["dt"],
+        p["t_burn"],
+        p["t_sample"],
+        p["seed"],
+        bins=p["bins"],
+        half_width=p["half_width"],
+        n_paths=p["n_paths"],
+        path_time=p["path_time"],
+        log=log,
+    )
+    table = checks.frame(checks.sde_rows(res))
+    for r in table.itertuples():
+        log.info(
+            "%s = %.6g (reference %.6g, tolerance %.3g, s.e. %.3g, passed %s)",
+            r.quantity,
+            r.value,
+            r.reference,
+            r.tolerance,
+            r.se,
+            r.passed,
+        )
+    np.savez_compressed(snakemake.output.npz, **res)
+    table.to_parquet(snakemake.output.table)
+except Exception:
+    log.exception("theory_sde failed")
+    raise

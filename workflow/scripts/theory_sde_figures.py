@@ -1,0 +1,25 @@
+"""Rule theory_sde_figures: marginals, circulation and sample paths of the SDE."""
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from sgdvi.theory import plot, script_logger
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+log = script_logger(snakemake.log[0], "theory_sde_figures")
+try:
+    results = [dict(np.load(f)) for f in snakemake.input.npz]
+    table = pd.concat([pd.read_parquet(f) for f in snakemake.input.tables], ignore_index=True)
+    out = snakemake.output
+    plot.save(plot.sde_marginals(results, table), out.marginals, out.marginals_png)
+    plot.save(plot.sde_circulation(table), out.circulation, out.circulation_png)
+    largest = max(results, key=lambda r: float(r["lam"]))
+    plot.save(plot.sde_paths(largest), out.paths, out.paths_png)
+    log.info("wrote %s", list(out))
+except Exception:
+    log.exception("theory_sde_figures failed")
+    raise

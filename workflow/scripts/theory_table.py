@@ -1,0 +1,33 @@
+"""Rule theory_table: every number of the theory stage in results/tables/theory.parquet."""
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from sgdvi.theory import script_logger
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+log = script_logger(snakemake.log[0], "theory_table")
+try:
+    table = pd.concat([pd.read_parquet(f) for f in snakemake.input], ignore_index=True)
+    failed = table[table.passed.eq(False).fillna(False)]
+    log.info(
+        "%d rows, %d checks, %d failed", len(table), int(table.passed.notna().sum()), len(failed)
+    )
+    for r in failed.itertuples():
+        log.warning(
+            "FAILED %s lambda=%s %s = %.6g (reference %.6g, tolerance %.3g) [%s]",
+            r.check,
+            r.lam,
+            r.quantity,
+            r.value,
+            r.reference,
+            r.tolerance,
+            r.setting,
+        )
+    table.to_parquet(snakemake.output[0])
+except Exception:
+    log.exception("theory_table failed")
+    raise

@@ -1,0 +1,84 @@
+"""Train one experiment (rule `train`): snapshots, metrics table, resumable checkpoint."""
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from sgdvi.data import load_prepared
+from sgdvi.devices import resolve_device
+from sgdvi.training import (
+    LOG,
+    CheckpointError,
+    StopRequest,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainPaths,
+    TrainSettings,
+    stop_on_signals,
+    train,
+)
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main() -> int:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    for handler in (logging.FileHandler(snakemake.log[0], mode="a"), logging.StreamHandler()):
+        handler.setFormatter(formatter)
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+
+    name = snakemake.wildcards.experiment
+    settings = TrainSettings.from_config(name, snakemake.params.settings)
+    training = snakemake.config["training"]
+    device = resolve_device(snakemake.params.device)
+    torch.set_num_threads(snakemake.threads)
+    LOG.info(
+        "%s: %s on %s (%s), device %s, %d threads",
+        name,
+        settings.model,
+        settings.dataset,
+        snakemake.input.data,
+        device,
+        snakemake.threads,
+    )
+    data = load_prepared(snakemake.input.data, train_subset=settings.train_subset)
+    paths = TrainPaths(
+        snapshot_dir=Path(snakemake.output.trained),
+        metrics=Path(snakemake.output.metrics),
+        checkpoint=Path(snakemake.params.checkpoint),
+    )
+    with stop_on_signals(StopRequest()) as stop:
+        try:
+            metrics = train(
+                settings,
+                data,
+                paths,
+                device=device,
+                eval_batch_size=training["eval_batch_size"],
+                checkpoint_every=training["checkpoint_every"],
+                stop=stop,
+            )
+        except TrainingInterrupted as exc:
+            LOG.error("%s", exc)
+            return 128 + (exc.signum or signal.SIGTERM)
+        except (TrainingDiverged, CheckpointError, ValueError) as exc:
+            LOG.error("%s", exc)
+            return 1
+    last = metrics.iloc[-1]
+    LOG.info(
+        "%s: done in %.0f s; final train error %.2f%%, test error %.2f%%",
+        name,
+        metrics["seconds"].sum() + metrics["eval_seconds"].sum(),
+        100 * last["train_error"],
+        100 * last["test_error"],
+    )
+    return 0
+
+
+sys.exit(main())
