@@ -33,6 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = REPO / ".ci" / "install-slurm"
 CLIENTS = ("sbatch", "srun", "squeue", "scancel", "sinfo", "scontrol", "sacct", "sacctmgr")
+SQUEUE_FIELDS = (
+    "JobID",
+    "State",
+    "Comment",
+    "tres-per-job",
+    "tres-alloc",
+    "MinMemory",
+    "TimeLimit",
+)
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"}
 BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "srun", "munged")
 
@@ -318,6 +327,10 @@ class LocalSlurm:
         """Wait until sinfo reports the node idle (a drained node fails with slurmd's log)."""
 
         def idle() -> bool:
+            for name, pidfile in self._started:
+                pid = _read_pid(pidfile)
+                if pid is None or not _alive(pid):
+                    raise SlurmUnavailable(f"{name} is not running\n{self.logs()}")
             state = self.node_state()
             if state.startswith(("drain", "drng", "down")) and "*" not in state:
                 raise SlurmUnavailable(f"node state {state!r}\n" + self.logs())
@@ -336,14 +349,17 @@ class LocalSlurm:
                 out.append(f"--- {p}\n{p.read_text(errors='replace')[-tail:]}")
         return "\n".join(out)
 
-    def squeue(self, fmt: str = "%i|%T|%k|%b|%C|%m|%l") -> list[list[str]]:
-        """Every job this cluster still remembers (MinJobAge=300 s), one list of fields each.
+    def squeue(self, fields: tuple[str, ...] = SQUEUE_FIELDS) -> list[dict[str, str]]:
+        """Every job this cluster still remembers (MinJobAge=300 s): ``{field: value}`` each.
 
-        Default fields: id, state, comment (the plugin writes the rule name there), GRES/TRES
-        per node, CPUs, memory, time limit.
+        Fields are squeue ``--Format`` names; the default ones are the job id, its state, its
+        comment (the Snakemake plugin writes ``rule_<name>_wildcards_...`` there), the TRES it
+        asked for per job (``gres:gpu:1`` for ``--gpus=1``), the TRES it was given
+        (``cpu=1,mem=2000M,...,gres/gpu=1``), its memory request and time limit.
         """
+        fmt = ",".join(f"{f}:|" for f in fields)
         proc = subprocess.run(
-            [_which("squeue") or "squeue", "--states=all", "-h", "-o", fmt],
+            [_which("squeue") or "squeue", "--states=all", "-h", "-O", fmt],
             capture_output=True,
             text=True,
             timeout=30,
@@ -351,7 +367,29 @@ class LocalSlurm:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"squeue failed: {proc.stderr}")
-        return [line.split("|") for line in proc.stdout.splitlines() if line.strip()]
+        rows = []
+        for line in proc.stdout.splitlines():
+            if line.strip():
+                values = [v.strip() for v in line.split("|")]
+                rows.append(dict(zip(fields, values, strict=False)))
+        return rows
+
+    def job_gres(self, job_id: str) -> str:
+        """The generic resources SLURM allocated to a job (``gpu:1``), ``""`` for none."""
+        proc = subprocess.run(
+            [_which("scontrol") or "scontrol", "show", "job", "-d", str(job_id)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=self.env(),
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"scontrol show job {job_id} failed: {proc.stderr}")
+        for word in proc.stdout.split():
+            if word.startswith("JOB_GRES="):
+                value = word.removeprefix("JOB_GRES=")
+                return "" if value == "(null)" else value
+        return ""
 
     def cancel_all(self, timeout: float = 30) -> None:
         """scancel every job of this cluster and wait until none is running."""
@@ -367,7 +405,7 @@ class LocalSlurm:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                active = [j for j in self.squeue("%i|%T") if j[1] in ACTIVE_STATES]
+                active = [j for j in self.squeue(("JobID", "State")) if j["State"] in ACTIVE_STATES]
             except (RuntimeError, subprocess.TimeoutExpired):
                 return
             if not active:

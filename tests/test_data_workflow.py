@@ -6,10 +6,11 @@ import subprocess
 
 import numpy as np
 import yaml
-from conftest import run_snakemake, snakemake_cmd
 
 from sgdvi.data import load_prepared
 from sgdvi.data.mnist import load_mnist, resize_bilinear_antialias
+
+from conftest import run_snakemake, snakemake_cmd
 
 TARGETS = ["results/data/mnist28.npz", "results/data/mnist7.npz", "results/data/mnist7-5class.npz"]
 

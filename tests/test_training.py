@@ -248,7 +248,9 @@ def sigterm_after(model: torch.nn.Module, n_steps: int):
 
 
 @pytest.mark.parametrize(("interrupt_after", "checkpoint_every"), [(2, 1), (3, 1), (5, 100)])
-def test_interrupted_run_resumes_bit_exactly(tmp_path, monkeypatch, interrupt_after, checkpoint_every):
+def test_interrupted_run_resumes_bit_exactly(
+    tmp_path, monkeypatch, interrupt_after, checkpoint_every
+):
     """small-lenet (dropout and BN), 3 steps per epoch; SIGTERM mid-epoch (2, 5) or at an epoch
     end (3); the snapshot outputs are deleted in between, as Snakemake does on failure."""
     data = make_data(tmp_path, "small-lenet", n_train=50, n_test=20)

@@ -407,10 +407,10 @@ def train(
                 if not paths.snapshot(tag).exists():
                     _write_snapshot(paths.snapshot(tag), settings, blob)
             LOG.info(
-                "%s: resuming from %s at epoch %d, step %d/%d",
+                "%s: resuming from %s: epoch %d, after step %d/%d",
                 name,
                 paths.checkpoint,
-                epoch,
+                epoch + 1,
                 step,
                 steps,
             )
@@ -449,8 +449,7 @@ def train(
     def diverged(what: str, value: float, lr: float) -> TrainingDiverged:
         return TrainingDiverged(
             f"experiment {name}: {what} became {value} in epoch {epoch + 1} (lr {lr:g}). "
-            f"The learning rate is probably too large: lower experiments.{name}.lr_schedule "
-            f"(then delete {paths.checkpoint} if it exists)"
+            f"The learning rate is probably too large: lower experiments.{name}.lr_schedule"
         )
 
     started = time.perf_counter()
@@ -572,4 +571,3 @@ def train(
             _write_snapshot(paths.snapshot(tag), settings, blob)
     paths.checkpoint.unlink(missing_ok=True)
     return metrics
-

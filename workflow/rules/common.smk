@@ -49,6 +49,7 @@ def device_name():
 
 def all_targets():
     targets = []
+    targets += train_targets()
     targets += diffusion_targets()
     targets += trajectory_targets()
     targets += theory_targets()

@@ -20,6 +20,8 @@ rule download_mnist:
     log:
         "logs/data/download_mnist.log",
     localrule: True
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         sources=config["data"]["mnist"]["sources"],
         local_dir=config["data"]["mnist"].get("local_dir"),
@@ -37,6 +39,8 @@ rule download_cifar:
     wildcard_constraints:
         cifar="cifar10|cifar100",
     localrule: True
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         sources=config["data"]["cifar"]["sources"],
         local_dir=lambda wildcards: config["data"]["cifar"].get(
@@ -57,6 +61,8 @@ rule prepare_mnist28:
         "logs/data/prepare_mnist28.log",
     benchmark:
         "results/benchmarks/data/prepare_mnist28.tsv"
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         variant="mnist28",
         normalisation=config["data"]["mnist"]["normalisation"],
@@ -73,6 +79,8 @@ rule prepare_mnist7:
         "logs/data/prepare_mnist7.log",
     benchmark:
         "results/benchmarks/data/prepare_mnist7.tsv"
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         variant="mnist7",
         normalisation=config["data"]["mnist"]["normalisation"],
@@ -89,6 +97,8 @@ rule prepare_mnist7_5class:
         "logs/data/prepare_mnist7-5class.log",
     benchmark:
         "results/benchmarks/data/prepare_mnist7-5class.tsv"
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         variant="mnist7-5class",
         normalisation=config["data"]["mnist"]["normalisation"],
@@ -107,6 +117,8 @@ rule prepare_cifar_zca:
         "results/benchmarks/data/prepare_{cifar}-zca.tsv"
     wildcard_constraints:
         cifar="cifar10|cifar100",
+    conda:
+        "../../envs/sgdvi.yaml"
     threads: 2
     resources:
         mem_mb=6000,

@@ -17,13 +17,10 @@ THEORY_FIGURES = [
 ]
 
 
-def lambda_tag(value):
-    """File-name text of a lambda: 0.5 -> '0.5', 1 -> '1.0'."""
-    return repr(float(value))
-
-
-def theory_lambda_files(pattern):
-    return [pattern.format(lam=lambda_tag(v)) for v in THEORY_LAMBDAS]
+# lambda as it appears in file names: 0.5 -> '0.5', 1 -> '1.0'
+THEORY_LAMBDA_TAGS = [repr(v) for v in THEORY_LAMBDAS]
+THEORY_SDE = [f"results/theory/sde/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
+THEORY_FP = [f"results/theory/fokker_planck/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
 
 
 def theory_targets():
@@ -39,6 +36,8 @@ rule theory_double_well:
         critical="results/theory/critical_points.parquet",
     log:
         "logs/theory/double_well.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         lambdas=THEORY_LAMBDAS,
     script:
@@ -60,6 +59,8 @@ rule theory_fig4:
         "logs/theory/fig4{panel}.log",
     wildcard_constraints:
         panel="[a-z]",
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         lam=lambda wildcards: FIG4_PANELS[wildcards.panel],
         box=THEORY["fig4"]["box"],
@@ -78,6 +79,8 @@ rule theory_sde:
         "results/benchmarks/theory/sde_lambda_{lam}.tsv"
     wildcard_constraints:
         lam=r"[0-9][0-9.e+-]*",
+    conda:
+        "../../envs/sgdvi.yaml"
     threads: 1
     params:
         sde=THEORY["sde"],
@@ -87,8 +90,8 @@ rule theory_sde:
 
 rule theory_sde_figures:
     input:
-        npz=theory_lambda_files("results/theory/sde/lambda_{lam}.npz"),
-        tables=theory_lambda_files("results/theory/sde/lambda_{lam}.parquet"),
+        npz=[f"{p}.npz" for p in THEORY_SDE],
+        tables=[f"{p}.parquet" for p in THEORY_SDE],
     output:
         marginals=report(
             "results/figures/sde_marginals.pdf",
@@ -113,6 +116,8 @@ rule theory_sde_figures:
         paths_png="results/figures/sde_paths.png",
     log:
         "logs/theory/sde_figures.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     script:
         "../scripts/theory_sde_figures.py"
 
@@ -127,6 +132,8 @@ rule theory_fokker_planck:
         "results/benchmarks/theory/fokker_planck_lambda_{lam}.tsv"
     wildcard_constraints:
         lam=r"[0-9][0-9.e+-]*",
+    conda:
+        "../../envs/sgdvi.yaml"
     threads: 1
     params:
         fp=THEORY["fokker_planck"],
@@ -136,7 +143,7 @@ rule theory_fokker_planck:
 
 rule theory_fokker_planck_figures:
     input:
-        npz=theory_lambda_files("results/theory/fokker_planck/lambda_{lam}.npz"),
+        npz=[f"{p}.npz" for p in THEORY_FP],
     output:
         free_energy=report(
             "results/figures/free_energy.pdf",
@@ -154,6 +161,8 @@ rule theory_fokker_planck_figures:
         density_png="results/figures/fp_density.png",
     log:
         "logs/theory/fokker_planck_figures.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     script:
         "../scripts/theory_fokker_planck_figures.py"
 
@@ -168,6 +177,8 @@ rule theory_linearization:
         "logs/theory/linearization.log",
     benchmark:
         "results/benchmarks/theory/linearization.tsv"
+    conda:
+        "../../envs/sgdvi.yaml"
     threads: 1
     params:
         linearization=THEORY["linearization"],
@@ -188,6 +199,8 @@ rule theory_lemma20_figure:
         png="results/figures/lemma20.png",
     log:
         "logs/theory/lemma20_figure.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     script:
         "../scripts/theory_lemma20_figure.py"
 
@@ -197,6 +210,8 @@ rule theory_temperature:
         table="results/theory/temperature.parquet",
     log:
         "logs/theory/temperature.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         remarks=THEORY["remarks"],
     script:
@@ -214,6 +229,8 @@ rule theory_temperature_figure:
         png="results/figures/temperature.png",
     log:
         "logs/theory/temperature_figure.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     params:
         N=THEORY["remarks"]["N"],
         eta=THEORY["remarks"]["eta"][0],
@@ -225,13 +242,15 @@ rule theory_temperature_figure:
 rule theory_table:
     input:
         "results/theory/double_well.parquet",
-        theory_lambda_files("results/theory/sde/lambda_{lam}.parquet"),
-        theory_lambda_files("results/theory/fokker_planck/lambda_{lam}.parquet"),
+        [f"{p}.parquet" for p in THEORY_SDE],
+        [f"{p}.parquet" for p in THEORY_FP],
         "results/theory/linearization.parquet",
         "results/theory/temperature.parquet",
     output:
         "results/tables/theory.parquet",
     log:
         "logs/theory/table.log",
+    conda:
+        "../../envs/sgdvi.yaml"
     script:
         "../scripts/theory_table.py"

@@ -36,6 +36,8 @@ rule train:
         "logs/train/{experiment}.log",
     benchmark:
         "results/benchmarks/train/{experiment}.tsv"
+    conda:
+        "../../envs/sgdvi.yaml"
     threads: config["training"]["threads"]
     resources:
         gpu=gpu_count(),
@@ -55,5 +57,7 @@ rule snapshot:
     log:
         "logs/train/{experiment}-snapshot-{fraction}.log",
     localrule: True
+    conda:
+        "../../envs/sgdvi.yaml"
     shell:
         "cp {input}/{wildcards.fraction}.pt {output} 2> {log}"

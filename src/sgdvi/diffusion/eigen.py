@@ -20,9 +20,10 @@ So only the eigenvalues above the threshold are needed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -171,6 +172,21 @@ class GradientOperator:
         return out.mul_(self.scale)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run small LAPACK calls (QR of a d x b block, eigh of the m x m projection) on one thread.
+
+    They take milliseconds on one core, but multi-threaded LAPACK can slow down by 100x when
+    the cores are shared with other processes (measured on the 2-core development machine).
+    """
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 class NotConverged(RuntimeError):
     """The Krylov space reached its size limit before every pair above the threshold converged."""
 
@@ -187,7 +203,8 @@ def _orthonormal_block(
     for _ in range(2):
         if basis.shape[1]:
             w = w - basis @ (basis.T @ w)
-    q, r = torch.linalg.qr(w)
+    with _one_thread():
+        q, r = torch.linalg.qr(w)
     dead = r.diagonal().abs() <= 1e-12 * scale
     if bool(dead.any()):
         fresh = torch.randn((w.shape[0], int(dead.sum())), generator=generator, dtype=torch.float64)
@@ -195,7 +212,8 @@ def _orthonormal_block(
     for _ in range(2):
         if basis.shape[1]:
             q = q - basis @ (basis.T @ q)
-        q, _ = torch.linalg.qr(q)
+        with _one_thread():
+            q, _ = torch.linalg.qr(q)
     return q
 
 
@@ -262,7 +280,8 @@ def fast_spectrum(
         t_buf[:m, m - b : m] = cross
         t_buf[m - b : m, :m] = cross.T
         t = t_buf[:m, :m]
-        theta, y = torch.linalg.eigh(0.5 * (t + t.T))
+        with _one_thread():
+            theta, y = torch.linalg.eigh(0.5 * (t + t.T))
         theta, y = theta.flip(0), y.flip(1)
         threshold = rank_threshold(float(theta[0]), d, epsv)
         rank = int((theta > threshold).sum())

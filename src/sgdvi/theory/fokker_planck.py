@@ -194,7 +194,7 @@ def solve(
     *,
     start: tuple[float, float] = START,
     start_std: float = START_STD,
-    n_snapshots: int = 5,
+    n_snapshots: int = 6,
     log=None,
 ) -> FPResult:
     """Implicit-Euler evolution of (FP) from a Gaussian bump to ``t_end``."""
@@ -204,7 +204,9 @@ def solve(
     L = generator(grid, lam)
     lu = splinalg.splu((sparse.identity(L.shape[0], format="csc") - dt * L).tocsc())
     m = gaussian_start(grid, start, start_std)
-    snap_steps = set(np.unique(np.round(np.linspace(0, steps, n_snapshots)).astype(int)).tolist())
+    # snapshots at 0 and at geometrically spaced times up to t_end (early ones show the rotation)
+    times = np.concatenate([[0.0], t_end * 2.0 ** -np.arange(n_snapshots - 2, -1, -1.0)])
+    snap_steps = set(np.unique(np.round(times / dt).astype(int)).tolist())
     ts, kls, ens, nes, mass, mins, st, snaps = [], [], [], [], [], [], [], []
     log_z = 0.0
     for k in range(steps + 1):

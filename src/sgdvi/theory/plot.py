@@ -81,14 +81,16 @@ def fig4_panel(
         marker, face = KIND_MARKERS.get(row.kind, ("d", "white"))
         label = None if row.kind in seen else rf"$\nabla f = 0$: {row.kind}"
         seen.add(row.kind)
-        ax.plot(row.x1, row.x2, marker, color=face, mec="k", mew=1.2, ms=9, zorder=6, label=label)
+        # hollow, so that a red dot at the same place stays visible
+        ax.plot(row.x1, row.x2, marker, mfc="none", mec="k", mew=3.2, ms=14, zorder=6)
+        ax.plot(row.x1, row.x2, marker, mfc="none", mec=face, mew=1.6, ms=14, zorder=7, label=label)
     ax.set_xlim(-box, box)
     ax.set_ylim(-box, box)
     ax.set_aspect("equal")
     ax.set_xlabel(r"$x_1$")
     ax.set_ylabel(r"$x_2$")
     ax.set_title(title or rf"$\lambda = {lam:g}$")
-    ax.legend(loc="lower left", fontsize=6.5, framealpha=0.85)
+    ax.legend(loc="lower left", fontsize=6.5, framealpha=0.9, facecolor="0.6")
     return fig
 
 
@@ -161,17 +163,30 @@ def sde_circulation(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def sde_paths(result: dict, *, box: float = 2.5) -> plt.Figure:
-    """A few sample paths for one lambda on the contours of ``Phi``, and their unwrapped angle."""
+def sde_paths(result: dict, *, box: float = 2.5, space_time: float = 3.0) -> plt.Figure:
+    """Sample paths for one lambda: the first two over ``[0, space_time]`` on the contours of
+    ``Phi`` (left) and the unwrapped angle of all of them (right)."""
     lam = float(result["lam"])
     t, paths, theta = result["path_t"], result["paths"], result["path_theta"]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4), gridspec_kw={"width_ratios": [1, 1.3]})
     s = np.linspace(-box, box, 200)
     X1, X2 = np.meshgrid(s, s)
-    axes[0].contourf(X1, X2, dw.phi(np.stack([X1, X2], -1)), levels=20, cmap="Blues_r", alpha=0.7)
+    levels = np.linspace(0, 4, 17)
+    axes[0].contourf(
+        X1,
+        X2,
+        dw.phi(np.stack([X1, X2], -1)),
+        levels=levels,
+        cmap="Blues_r",
+        alpha=0.6,
+        extend="max",
+    )
     colors = plt.cm.tab10(np.arange(paths.shape[1]) % 10)
+    shown = t <= min(space_time, t[-1])
     for k in range(paths.shape[1]):
-        axes[0].plot(paths[:, k, 0], paths[:, k, 1], lw=0.4, color=colors[k], alpha=0.8)
+        if k < 2:
+            axes[0].plot(paths[shown, k, 0], paths[shown, k, 1], lw=0.6, color=colors[k])
+            axes[0].plot(paths[0, k, 0], paths[0, k, 1], "o", color=colors[k], mec="k", ms=5)
         axes[1].plot(t, theta[:, k], lw=0.8, color=colors[k])
     axes[0].plot([-1, 1], [0, 0], "o", color="red", mec="k", ms=7, zorder=5)
     axes[0].set_xlim(-box, box)
@@ -179,7 +194,9 @@ def sde_paths(result: dict, *, box: float = 2.5) -> plt.Figure:
     axes[0].set_aspect("equal")
     axes[0].set_xlabel(r"$x_1$")
     axes[0].set_ylabel(r"$x_2$")
-    axes[0].set_title(rf"sample paths, $\lambda={lam:g}$, $t\in[0, {t[-1]:.0f}]$", fontsize=9)
+    axes[0].set_title(
+        rf"two sample paths, $\lambda={lam:g}$, $t\in[0, {t[shown][-1]:.0f}]$", fontsize=9
+    )
     omega = dw.angular_velocity_closed_form(lam)
     axes[1].plot(
         t,
@@ -237,6 +254,9 @@ def fp_density(result: dict) -> plt.Figure:
     extent = (nodes[0], nodes[-1], nodes[0], nodes[-1])
     for ax, snap, t in zip(axes[:k], snaps, ts, strict=True):
         ax.imshow(snap.T, origin="lower", extent=extent, cmap="magma", aspect="equal")
+        ax.plot([-1, 1], [0, 0], "o", color="cyan", ms=3)
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
         ax.set_title(f"t = {t:.2f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -278,10 +298,11 @@ def lemma20(checks: dict) -> plt.Figure:
                 mfc="none" if key == "saddle" else color,
                 label=f"{name}, {'minimum' if key == 'pd' else 'saddle'}",
             )
-            err = np.abs(rec - true) + 1e-18
+            err = np.abs(rec - true)
+            idx = np.flatnonzero(err > 0)  # exact zeros (diagonal of Q) cannot be drawn
             axes[1].semilogy(
-                np.arange(true.size),
-                err,
+                idx,
+                err[idx],
                 marker,
                 color=color,
                 mfc="none" if key == "saddle" else color,
@@ -294,7 +315,7 @@ def lemma20(checks: dict) -> plt.Figure:
     axes[0].set_title(r"$F=(D+Q)U$ from random $U, D, Q$", fontsize=9)
     axes[1].axhline(1e-10, color="r", ls="--", lw=1, label="tolerance $10^{-10}$")
     axes[1].set_xlabel("entry index")
-    axes[1].set_ylabel("|recovered - true|")
+    axes[1].set_ylabel("|recovered - true| (exact zeros omitted)")
     axes[1].legend(fontsize=7)
     axes[1].set_title("recovery error", fontsize=9)
     S, se, ref = checks["cov_sim"], checks["cov_se"], checks["cov_theory"]

@@ -101,7 +101,8 @@ def simulate(
     """
     if dt <= 0 or t_sample <= 0 or particles < 2:
         raise ValueError("simulate: need dt > 0, t_sample > 0 and particles >= 2")
-    rng = np.random.default_rng(seed)
+    # one stream per (seed, lambda): runs for different lambdas are independent
+    rng = np.random.default_rng([seed, int(round(lam * 1e6))])
     n_burn = int(round(t_burn / dt))
     n_sample = int(round(t_sample / dt))
     if n_sample < 1:

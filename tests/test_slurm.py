@@ -1,0 +1,230 @@
+"""The tiny end-to-end config through profiles/slurm on a real single-node SLURM cluster.
+
+tests/slurm_cluster.py starts munged, slurmctld and slurmd on localhost (Debian's slurm-wlm;
+`.ci/install-slurm` installs it) with one fake GPU. Snakemake then runs the whole tiny workflow
+with `--profile profiles/slurm --executor slurm` as a user would on a cluster, plus what this
+cluster needs and a real one does not:
+
+* `--slurm-status-command squeue` and a short `--slurm-init-seconds-before-status-checks`: the
+  cluster has no accounting database, and sacct (the plugin's default) would leave Snakemake
+  waiting forever;
+* `--max-threads <CPUs>`: the node has as many CPUs as this machine, fewer than the profile's
+  paper-scale requests;
+* `gpu=1` for the rules that ask for a GPU when device is cuda (the jobs still run on the CPU,
+  device: cpu), so the fake GPU is scheduled through the plugin's `--gpus=1`.
+
+The test checks that every planned job ran as a SLURM job (local rules excepted) with the
+profile's time and memory, that the GPU rules held the GPU, and that the outputs are complete.
+Skipped when not root or when slurm-wlm cannot be installed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import dag_tools
+from slurm_cluster import LocalSlurm, SlurmUnavailable, ensure_installed
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "slurm"
+RUN_TIMEOUT = 480  # seconds for the whole workflow through SLURM
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def profile_settings() -> dict:
+    return yaml.safe_load((PROFILE / "config.yaml").read_text())
+
+
+def set_resources_args(profile: dict, gpu_rules: set[str]) -> list[str]:
+    """The profile's set-resources as command-line items, with gpu=1 added for ``gpu_rules``.
+
+    A --set-resources on the command line replaces the profile's whole list, so the profile's
+    entries are repeated here.
+    """
+    per_rule = {rule: dict(res) for rule, res in (profile.get("set-resources") or {}).items()}
+    for rule in gpu_rules:
+        per_rule.setdefault(rule, {})["gpu"] = 1
+    return [f"{rule}:{key}={value}" for rule, res in per_rule.items() for key, value in res.items()]
+
+
+def test_set_resources_args_keep_profile_values_and_add_gpu():
+    profile = {"set-resources": {"train": {"runtime": 480, "mem_mb": 8000}, "prep": {"runtime": 5}}}
+    args = set_resources_args(profile, {"train", "grads"})
+    assert sorted(args) == sorted(
+        [
+            "train:runtime=480",
+            "train:mem_mb=8000",
+            "train:gpu=1",
+            "prep:runtime=5",
+            "grads:gpu=1",
+        ]
+    )
+
+
+def test_profile_leaves_resources_to_the_plugin():
+    """slurm_extra must not carry what the plugin sets; GPU rules get `gpu`, not --gres."""
+    profile = profile_settings()
+    assert profile["executor"] == "slurm"
+    forbidden = ("--gres", "--gpus", "--mem", "--time", "-t ", "--cpus", "-c ")
+    sections = [
+        profile.get("default-resources") or {},
+        *(profile.get("set-resources") or {}).values(),
+    ]
+    for res in sections:
+        extra = str(res.get("slurm_extra", ""))
+        assert not any(flag in extra for flag in forbidden), extra
+        for key in ("runtime", "mem_mb"):
+            if key in res:
+                assert isinstance(res[key], int) and res[key] > 0, (key, res)
+    assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: starts slurmctld, slurmd and munged by hand")
+    try:
+        ensure_installed()
+    except SlurmUnavailable as err:
+        pytest.skip(f"slurm-wlm is not installed and cannot be installed here: {err}")
+    profile = profile_settings()
+    requested = [
+        int(res["mem_mb"])
+        for res in [profile.get("default-resources") or {}, *profile["set-resources"].values()]
+        if "mem_mb" in res
+    ]
+    # Memory is bookkeeping here (no cgroups): the node advertises enough for the paper-scale
+    # requests of the profile, which the tiny config never uses.
+    slurm = LocalSlurm(mem_mb=max(requested) + 1000)
+    slurm.start()
+    try:
+        yield slurm
+    finally:
+        slurm.stop()
+
+
+def _run_through_slurm(cluster: LocalSlurm, workdir: Path, *args: str) -> subprocess.Popen:
+    env = cluster.env()
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.Popen(
+        dag_tools.snakemake_args(workdir, "config/tiny.yaml", *args),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _failure_report(cluster: LocalSlurm, workdir: Path, output: str) -> str:
+    parts = [output[-8000:], cluster.logs(3000)]
+    logdir = workdir / ".snakemake" / "slurm_logs"
+    for log in sorted(logdir.rglob("*.log")) if logdir.exists() else []:
+        parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-3000:]}")
+    for log in sorted((workdir / "logs").rglob("*.log")) if (workdir / "logs").exists() else []:
+        parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
+    return "\n".join(parts)
+
+
+def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
+    work = tiny_workdir
+    profile = profile_settings()
+    cpus = os.cpu_count() or 1
+
+    # What will run, and which rules ask for a GPU when the device is CUDA.
+    planned = dag_tools.dry_run(work, env=cluster.env())
+    gpu_rules = {
+        j.rule
+        for j in dag_tools.dry_run(work, "--config", "device=cuda", env=cluster.env())
+        if j.gpu
+    }
+    assert planned and gpu_rules, "the tiny config should plan jobs, some of them on a GPU"
+
+    t0 = time.monotonic()
+    proc = _run_through_slurm(
+        cluster,
+        work,
+        "--profile",
+        str(PROFILE),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-keep-successful-logs",
+        "--max-threads",
+        str(cpus),
+        "--latency-wait",
+        "10",
+        "--set-resources",
+        *set_resources_args(profile, gpu_rules),
+    )
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        pytest.fail(
+            f"snakemake through SLURM did not finish in {RUN_TIMEOUT} s:\n"
+            + _failure_report(cluster, work, output)
+        )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, _failure_report(cluster, work, output)
+    print(f"tiny workflow through SLURM: {len(planned)} jobs in {elapsed:.0f} s")
+
+    # Complete: nothing left to do, and every planned output exists.
+    assert dag_tools.dry_run(work) == [], "a dry run after the SLURM run still plans jobs"
+    for job in planned:
+        for out in job.outputs:
+            path = work / out
+            assert path.exists(), f"{out} (rule {job.rule}) is missing"
+
+    # The run's own job list says which jobs ran locally (download rules, copies, `all`).
+    ran = dag_tools.parse_dry_run(output)
+    assert sorted(j.rule for j in ran) == sorted(j.rule for j in planned), "ran != planned"
+    local = {j.rule for j in ran if j.local}
+    remote = [j for j in ran if not j.local]
+    assert remote, "no job went to SLURM"
+
+    # Every other job went through SLURM, completed, with the profile's time and memory.
+    slurm_jobs = cluster.squeue()
+    by_rule: dict[str, list[dict[str, str]]] = {}
+    for job in slurm_jobs:
+        rule = job["Comment"].split("_wildcards_")[0].removeprefix("rule_")
+        by_rule.setdefault(rule, []).append(job)
+        assert job["State"] == "COMPLETED", job
+    assert sorted(j.rule for j in remote) == sorted(
+        rule for rule, jobs in by_rule.items() for _ in jobs
+    ), f"SLURM jobs {sorted(by_rule)} are not the non-local jobs of the run"
+    assert not local & set(by_rule), f"local rules {local & set(by_rule)} went to SLURM"
+    defaults = profile["default-resources"]
+    for rule, jobs in by_rule.items():
+        wanted = {**defaults, **(profile.get("set-resources") or {}).get(rule, {})}
+        for job in jobs:
+            assert job["MinMemory"] == f"{wanted['mem_mb']}M", (rule, job, wanted)
+            assert _minutes(job["TimeLimit"]) == wanted["runtime"], (rule, job, wanted)
+            gres = cluster.job_gres(job["JobID"])
+            if rule in gpu_rules:
+                assert "gpu:1" in job["tres-per-job"], f"GPU rule {rule} asked for no GPU: {job}"
+                assert gres == "gpu:1", f"GPU rule {rule} was allocated {gres!r}: {job}"
+            else:
+                assert gres == "", f"CPU rule {rule} was allocated {gres!r}: {job}"
+    assert gpu_rules & set(by_rule), "no GPU job went through SLURM"
+
+
+def _minutes(limit: str) -> int:
+    """squeue's %l time limit ([days-]hours:minutes:seconds or minutes:seconds) in minutes."""
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
