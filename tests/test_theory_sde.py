@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy import integrate
+from scipy import integrate, stats
 
 from sgdvi.theory import checks, sde
 from sgdvi.theory import double_well as dw
@@ -89,3 +89,22 @@ def test_same_seed_same_result_and_lambdas_independent():
     c = sde.simulate(0.0, 50, 0.01, 0.1, 0.1, seed=1)
     np.testing.assert_array_equal(a.omega_particle, b.omega_particle)
     assert not np.allclose(a.paths[-1], c.paths[-1])
+
+
+def test_chi2_pvalue_against_scipy_and_coarsening():
+    rng = np.random.default_rng(2)
+    probs = sde.bin_probabilities(np.linspace(-3, 3, 9))
+    n = 20000
+    counts = rng.multinomial(n, np.append(probs.ravel(), 1 - probs.sum()))[:-1].reshape(8, 8)
+    p, dof = checks.chi2_pvalue(counts, probs, n)
+    e = n * probs.ravel()
+    keep = e >= 5
+    obs = np.append(counts.ravel()[keep], n - counts.ravel()[keep].sum())
+    exp = np.append(e[keep], n - e[keep].sum())
+    assert p == pytest.approx(stats.chisquare(obs, exp).pvalue, rel=1e-10)
+    assert dof == keep.sum()
+    # few samples on a fine grid: cells are merged until the test has cells to work with
+    small = rng.multinomial(300, np.append(probs.ravel(), 1 - probs.sum()))[:-1].reshape(8, 8)
+    p, dof = checks.chi2_pvalue(small, probs, 300, min_expected=40)
+    assert dof >= 1 and 0 <= p <= 1
+    np.testing.assert_array_equal(checks.coarsen(np.ones((5, 4))), [[4, 4], [6, 6]])

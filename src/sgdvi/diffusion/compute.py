@@ -85,7 +85,8 @@ def diffusion_spectrum(
     chunk_size: int = 1000,
     dense_max_d: int = 2000,
     block_size: int = 64,
-    residual_tol: float = 1e-5,
+    krylov_tol: float = 1e-3,
+    eig_tol: float = 1e-8,
     max_krylov_dim: int = 4096,
     seed: int = 0,
     transform: InputTransform | None = None,
@@ -104,7 +105,7 @@ def diffusion_spectrum(
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n = len(x)
     device = next(model.parameters()).device
-    chosen = choose_solver(solver, d, dense_max_d)
+    chosen = choose_solver(solver, d, dense_max_d, eps)
     log.info("D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", n, d, formula, chosen, solver)
     with full_precision():
         if chosen == "dense":
@@ -131,13 +132,12 @@ def diffusion_spectrum(
             try:
                 spectrum = fast_spectrum(
                     GradientOperator(g, scale),
-                    d,
                     eps=eps,
                     block_size=block_size,
-                    residual_tol=residual_tol,
+                    krylov_tol=krylov_tol,
+                    eig_tol=eig_tol,
                     max_dim=max_krylov_dim,
                     seed=seed,
-                    device=device,
                 )
             except NotConverged as exc:
                 if solver != "auto":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -147,24 +147,32 @@ def dense_spectrum(D: torch.Tensor | np.ndarray, eps: EpsName | float = "float32
 class GradientOperator:
     """``v -> scale * G^T (G v)`` for centred per-example gradients ``G`` (``N x d``).
 
-    ``G`` stays in its storage dtype (float32); each chunk of rows is promoted to float64
-    before both products, so the operator is applied in float64 arithmetic.
+    ``G`` stays in its storage dtype (float32). ``precision="single"`` multiplies in float32
+    (fast; error about eps32 * ||D||), ``"double"`` promotes each chunk of rows to float64
+    before both products (float64 arithmetic on the stored values). Inputs and outputs are
+    float64.
     """
 
-    def __init__(self, g: torch.Tensor, scale: float, chunk_rows: int = 2048) -> None:
+    def __init__(self, g: torch.Tensor, scale: float, chunk_rows: int = 1024) -> None:
         if g.ndim != 2:
             raise ValueError(f"G must be N x d, got shape {tuple(g.shape)}")
         self.g = g
         self.scale = float(scale)
         self.chunk_rows = int(chunk_rows)
-        self.passes = 0
+        self.passes = {"single": 0, "double": 0}
 
     @property
     def d(self) -> int:
         return self.g.shape[1]
 
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        self.passes += 1
+    def __call__(self, v: torch.Tensor, precision: str = "double") -> torch.Tensor:
+        self.passes[precision] += 1
+        if precision == "single":
+            g = self.g.to(torch.float32)
+            out = g.T @ (g @ v.to(torch.float32))
+            return out.to(torch.float64).mul_(self.scale)
+        if precision != "double":
+            raise ValueError(f"precision must be single or double, got {precision!r}")
         out = torch.zeros((self.d, v.shape[1]), dtype=torch.float64, device=self.g.device)
         for i in range(0, self.g.shape[0], self.chunk_rows):
             block = self.g[i : i + self.chunk_rows].to(torch.float64)
@@ -172,12 +180,16 @@ class GradientOperator:
         return out.mul_(self.scale)
 
 
+class NotConverged(RuntimeError):
+    """The Krylov space reached its size limit before the pairs above the threshold converged."""
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run small LAPACK calls (QR of a d x b block, eigh of the m x m projection) on one thread.
 
-    They take milliseconds on one core, but multi-threaded LAPACK can slow down by 100x when
-    the cores are shared with other processes (measured on the 2-core development machine).
+    They take milliseconds on one core, but multi-threaded LAPACK slowed down 50-100x when
+    the cores were shared with other processes (measured on the 2-core development machine).
     """
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -187,8 +199,10 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-class NotConverged(RuntimeError):
-    """The Krylov space reached its size limit before every pair above the threshold converged."""
+def _eigh_descending(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with _one_thread():
+        theta, y = torch.linalg.eigh(0.5 * (t + t.T))
+    return theta.flip(0), y.flip(1)
 
 
 def _orthonormal_block(
@@ -217,120 +231,177 @@ def _orthonormal_block(
     return q
 
 
-def fast_spectrum(
-    operator: Callable[[torch.Tensor], torch.Tensor],
-    d: int,
-    eps: EpsName | float = "float32",
-    block_size: int = 64,
-    residual_tol: float = 1e-5,
-    guard: int = 4,
-    max_dim: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> Spectrum:
-    """Eigenvalues of a symmetric PSD operator above ``lambda_max * d * eps`` by block Lanczos.
+@dataclass
+class _Krylov:
+    """Outcome of the block Lanczos phase: Ritz values/vectors and their residual norms."""
 
-    Args:
-        operator: ``V (d x b, float64) -> D V`` (e.g. :class:`GradientOperator`).
-        d: dimension.
-        eps: rank-threshold epsilon (``float32``: the authors').
-        block_size: columns added to the Krylov space per operator application.
-        residual_tol: every Ritz pair above the threshold must have
-            ``||D y - theta y|| <= residual_tol * theta``; the eigenvalue error is then at most
-            ``min(r, r^2 / gap)``, reported in ``max_rel_error_bound``.
-        guard: number of Ritz values just below the threshold that must be certainly below it
-            (``theta + ||r|| < threshold``) or converged, so that the rank is certified.
-        max_dim: largest Krylov dimension before giving up (:class:`NotConverged`);
-            default ``min(d, 4096)``.
-        seed: seed of the random start block.
-        device: device of the float64 Krylov basis (that of the gradients).
+    theta: torch.Tensor
+    vectors: torch.Tensor
+    residuals: torch.Tensor
+    rank: int
+    dim: int
 
-    Returns:
-        :class:`Spectrum` with the converged leading eigenvalues (``complete=False``).
-    """
-    epsv = eps_value(eps)
-    max_dim = min(d, max_dim or 4096)
-    block_size = max(1, min(block_size, d))
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+def _block_lanczos(
+    operator: GradientOperator,
+    precision: str,
+    eps: float,
+    block_size: int,
+    tol: float,
+    guard: int,
+    keep: int,
+    max_dim: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> _Krylov:
+    """Grow a block Krylov space until the pairs above the threshold have relative residual
+    ``<= tol`` and ``guard`` Ritz values below it are certainly below (or converged)."""
+    d = operator.d
     f64 = {"dtype": torch.float64, "device": device}
-
     cap = min(max_dim, 4 * block_size)
     q_buf = torch.empty((d, cap), **f64)
     z_buf = torch.empty((d, cap), **f64)
     t_buf = torch.zeros((cap, cap), **f64)
-
-    start = torch.randn((d, block_size), generator=gen, dtype=torch.float64).to(device)
-    qb = _orthonormal_block(start, q_buf[:, :0], gen)
+    start = torch.randn((d, block_size), generator=generator, dtype=torch.float64).to(device)
+    qb = _orthonormal_block(start, q_buf[:, :0], generator)
     m = 0
     while True:
-        zb = operator(qb)
+        zb = operator(qb, precision)
         b = qb.shape[1]
         if m + b > cap:  # grow the buffers
-            new_cap = min(max_dim, max(2 * cap, m + b))
-            q_buf = torch.cat([q_buf[:, :m], torch.empty((d, new_cap - m), **f64)], dim=1)
-            z_buf = torch.cat([z_buf[:, :m], torch.empty((d, new_cap - m), **f64)], dim=1)
-            t_new = torch.zeros((new_cap, new_cap), **f64)
+            cap = min(max_dim, max(2 * cap, m + b))
+            q_buf = torch.cat([q_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
+            z_buf = torch.cat([z_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
+            t_new = torch.zeros((cap, cap), **f64)
             t_new[:m, :m] = t_buf[:m, :m]
-            q_buf, z_buf, t_buf, cap = q_buf, z_buf, t_new, new_cap
+            t_buf = t_new
         q_buf[:, m : m + b] = qb
         z_buf[:, m : m + b] = zb
         m += b
         q, z = q_buf[:, :m], z_buf[:, :m]
-        cross = q.T @ zb  # (m, b): the new columns of the projected matrix T = Q^T D Q
+        cross = q.T @ zb  # new columns of the projection T = Q^T D Q
         t_buf[:m, m - b : m] = cross
         t_buf[m - b : m, :m] = cross.T
-        t = t_buf[:m, :m]
-        with _one_thread():
-            theta, y = torch.linalg.eigh(0.5 * (t + t.T))
-        theta, y = theta.flip(0), y.flip(1)
-        threshold = rank_threshold(float(theta[0]), d, epsv)
+        theta, y = _eigh_descending(t_buf[:m, :m])
+        threshold = rank_threshold(float(theta[0]), d, eps)
         rank = int((theta > threshold).sum())
         k = min(m, rank + guard)
-        yk = y[:, :k]
-        res = (z @ yk - (q @ yk) * theta[:k]).norm(dim=0)
+        n_res = min(m, rank + guard + keep + 1)
+        res = (z @ y[:, :n_res] - (q @ y[:, :n_res]) * theta[:n_res]).norm(dim=0)
         th = theta[:k]
-        above_ok = bool((res[:rank] <= residual_tol * th[:rank]).all())
+        above_ok = bool((res[:rank] <= tol * th[:rank]).all())
         below = slice(rank, k)
         below_ok = bool(
-            ((th[below] + res[below] < threshold) | (res[below] <= residual_tol * th[below].abs()))
-            .all()
+            ((th[below] + res[below] < threshold) | (res[below] <= tol * th[below].abs())).all()
         )
         worst = float((res[:rank] / th[:rank]).max()) if rank else 0.0
         log.info(
-            "block Lanczos: dim %d, lambda_max %.6g, rank %d, worst relative residual %.2e",
-            m, float(theta[0]), rank, worst,
+            "block Lanczos (%s): dim %d, lambda_max %.6g, rank %d, worst relative residual %.2e",
+            precision, m, float(theta[0]), rank, worst,
         )
-        if above_ok and below_ok and k == rank + guard and m >= k + block_size:
-            break
+        if above_ok and below_ok and k == rank + guard and m >= rank + guard + keep + 1:
+            n_keep = min(m, rank + guard + keep)
+            return _Krylov(theta, q @ y[:, :n_keep], res, rank, m)
         if m + block_size > max_dim:
             raise NotConverged(
                 f"block Lanczos reached its size limit {max_dim} (rank so far {rank}, worst "
-                f"relative residual {worst:.2e} > {residual_tol:g}); raise diffusion.max_krylov_dim "
+                f"relative residual {worst:.2e} > {tol:g}); raise diffusion.max_krylov_dim "
                 "or use diffusion.solver: dense"
             )
-        qb = _orthonormal_block(zb, q, gen)
+        qb = _orthonormal_block(zb, q, generator)
 
-    theta_np = theta[:k].cpu().numpy()
-    res_np = res.cpu().numpy()
-    # error bound min(r, r^2 / gap), gap to the nearest other Ritz value of the whole space
-    all_theta = theta.cpu().numpy()
-    bounds = []
-    for j in range(rank):
-        others = np.delete(all_theta, j)
-        gap = float(np.min(np.abs(others - theta_np[j]))) if len(others) else math.inf
-        bounds.append(min(res_np[j], res_np[j] ** 2 / gap if gap > 0 else math.inf) / theta_np[j])
-    spectrum = Spectrum(theta_np, d=d, eps=epsv, solver="fast", complete=False)
-    spectrum.max_rel_residual = worst
-    spectrum.max_rel_error_bound = float(max(bounds)) if bounds else 0.0
-    spectrum.krylov_dim = m
-    spectrum.operator_passes = getattr(operator, "passes", 0)
+
+def fast_spectrum(
+    operator: GradientOperator,
+    eps: EpsName | float = "float32",
+    block_size: int = 64,
+    krylov_tol: float = 1e-3,
+    eig_tol: float = 1e-8,
+    guard: int = 4,
+    extra: int = 32,
+    max_dim: int | None = None,
+    max_refine: int = 5,
+    seed: int = 0,
+) -> Spectrum:
+    """Eigenvalues of ``D = scale * G^T G`` above ``lambda_max * d * eps``, without forming D.
+
+    1. Block Lanczos with full reorthogonalisation (float64 basis) on the operator applied in
+       float32 (when ``eps`` is float32's, the threshold sits ``d`` times above float32's
+       resolution of D, so float32 products resolve every eigenvalue above it), until every
+       Ritz pair above the threshold has relative residual ``<= krylov_tol`` and ``guard`` Ritz
+       values below it are certainly below it.
+    2. Rayleigh-Ritz in float64 on the ``rank + guard + extra`` leading Ritz vectors, with the
+       residuals ``r_j = ||D y_j - theta_j y_j||`` in float64; float64 subspace iterations on
+       that block until the eigenvalue error bound ``r_j^2 / (theta_j - theta_out)`` is at most
+       ``eig_tol * theta_j`` for every pair above the threshold (``theta_out``: the largest
+       Ritz value left out, plus its residual).
+
+    Returns a :class:`Spectrum` holding the ``rank + guard + extra`` leading eigenvalues
+    (``complete=False``), with the residual and error bound of the worst pair.
+    """
+    epsv = eps_value(eps)
+    d = operator.d
+    device = operator.g.device
+    max_dim = min(d, max_dim or 4096)
+    block_size = max(1, min(block_size, d))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # float32 products cannot resolve a threshold below float32's precision
+    precision = "single" if epsv >= EPS["float32"] else "double"
+    kry = _block_lanczos(
+        operator, precision, epsv, block_size, krylov_tol, guard, extra, max_dim, gen, device
+    )
+    n_keep = kry.vectors.shape[1]
+    v = kry.vectors
+    # upper estimate of the spectrum left out of the block: the next Ritz value + its residual
+    theta_out = 0.0
+    if n_keep < kry.dim:
+        theta_out = float(kry.theta[n_keep]) + float(kry.residuals[n_keep])
+    for it in range(max_refine + 1):
+        with _one_thread():
+            v, _ = torch.linalg.qr(v)
+        z = operator(v, "double")
+        theta, w = _eigh_descending(v.T @ z)
+        v, z = v @ w, z @ w
+        res = (z - v * theta).norm(dim=0)
+        threshold = rank_threshold(float(theta[0]), d, epsv)
+        rank = int((theta > threshold).sum())
+        gap = (theta - theta_out).clamp_min(torch.finfo(torch.float64).tiny)
+        bound = torch.minimum(res, res**2 / gap) / theta.abs().clamp_min(
+            torch.finfo(torch.float64).tiny
+        )
+        k = min(n_keep, rank + guard)
+        below = slice(rank, k)
+        below_ok = bool(
+            ((theta[below] + res[below] < threshold) | (bound[below] <= eig_tol)).all()
+        )
+        worst = float(bound[:rank].max()) if rank else 0.0
+        log.info(
+            "float64 Rayleigh-Ritz %d: rank %d of %d kept, worst relative error bound %.2e",
+            it, rank, n_keep, worst,
+        )
+        if worst <= eig_tol and below_ok and rank + guard <= n_keep:
+            break
+        if it == max_refine:
+            raise NotConverged(
+                f"float64 refinement did not reach relative error {eig_tol:g} "
+                f"(worst bound {worst:.2e}, rank {rank}, {n_keep} vectors kept)"
+            )
+        v = z  # one subspace iteration step in float64
+    spectrum = Spectrum(theta.cpu().numpy(), d=d, eps=epsv, solver="fast", complete=False)
+    spectrum.max_rel_residual = float((res[:rank] / theta[:rank]).max()) if rank else 0.0
+    spectrum.max_rel_error_bound = worst
+    spectrum.krylov_dim = kry.dim
+    spectrum.operator_passes = operator.passes["single"] + operator.passes["double"]
     return spectrum
 
 
-def choose_solver(solver: str, d: int, dense_max_d: int) -> str:
-    """``auto`` -> ``dense`` when ``d <= dense_max_d`` (the dense path is cheap), else ``fast``."""
+def choose_solver(solver: str, d: int, dense_max_d: int, eps: EpsName | float = "float32") -> str:
+    """``auto``: ``dense`` when ``d <= dense_max_d`` or the threshold uses float64's eps
+    (the rank is then most of d, so Lanczos saves nothing), else ``fast``."""
     if solver in ("dense", "fast"):
         return solver
     if solver != "auto":
         raise ValueError(f"diffusion.solver must be auto, dense or fast, got {solver!r}")
-    return "dense" if d <= dense_max_d else "fast"
+    if d <= dense_max_d or eps_value(eps) < EPS["float32"]:
+        return "dense"
+    return "fast"

@@ -89,12 +89,8 @@ def _exp_inplace(a, consts, pow2):  # pragma: no cover - compiled
         a[b] = s * pow2[int(-nf)]
 
 
-#: examples per block of the K-blocked dW1 product of the full-dataset pass
-_BLOCK = 512
-
-
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, wbuf, stats, consts, pow2):  # pragma: no cover - compiled
+def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2):  # pragma: no cover - compiled
     """Loss sum and error count of one batch; its mean gradient into ``g``.
 
     ``xb`` (m, 49) the batch's inputs (contiguous), ``yb`` (m,) labels, ``p``/``g`` flat
@@ -256,21 +252,7 @@ def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, wbuf, stats, 
         for b in range(m):
             zj[b] = a * uj[b] - cc - dd * zhj[b]
     # first layer backward (BLAS): dW1 = dz x; d b1 = sum dz = 0 exactly
-    if m <= _BLOCK:
-        np.dot(z, xb, gw1)
-    else:  # OpenBLAS is slow for a long inner dimension: accumulate over example blocks
-        part = wbuf[:784].reshape((16, 49))
-        gw1[:, :] = zero
-        for s0 in range(0, m, _BLOCK):
-            k = min(s0 + _BLOCK, m) - s0
-            dz = wbuf[784 : 784 + 16 * k].reshape((16, k))
-            for j in range(16):
-                for b in range(k):
-                    dz[j, b] = z[j, s0 + b]
-            np.dot(dz, xb[s0 : s0 + k], part)
-            for j in range(16):
-                for i in range(49):
-                    gw1[j, i] += part[j, i]
+    np.dot(z, xb, gw1)
     g[784:800] = zero
     return loss, n_err
 
@@ -278,7 +260,7 @@ def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, wbuf, stats, 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _train_epoch(
     x, y, order, batch_size, lr, momentum, nesterov, p, buf, rmean, rvar, g, xb, yb, zbuf,
-    zhbuf, ubuf, obuf, vbuf, wbuf, stats, consts, pow2,
+    zhbuf, ubuf, obuf, vbuf, stats, consts, pow2,
 ):  # pragma: no cover - compiled
     """One epoch of SGD over ``order``; returns (loss sum, error count, number of batches)."""
     n = order.shape[0]
@@ -295,7 +277,7 @@ def _train_epoch(
             xb[b, :] = x[r, :]
             yb[b] = y[r]
         loss, n_err = _forward_backward(
-            xb[:m], yb[:m], p, g, zbuf, zhbuf, ubuf, obuf, vbuf, wbuf, stats, consts, pow2
+            xb[:m], yb[:m], p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2
         )
         # running statistics: batch mean of x W1^T + b1 (b1 never moves), unbiased variance
         for j in range(16):
@@ -374,17 +356,22 @@ class FastTrainer:
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.set_state(state)
-        rows = max(self.n, self.batch_size)
-        self._g = np.zeros(D, self.dtype)
-        self._scratch = tuple(np.zeros(N_HIDDEN * rows, self.dtype) for _ in range(3)) + (
-            np.zeros(N_OUT * rows, self.dtype),
-            np.zeros((3, rows), self.dtype),
-            np.zeros(D + N_HIDDEN * _BLOCK, self.dtype),
-            np.zeros((8, N_HIDDEN), self.dtype),
-        )
         self._consts, self._pow2 = exp_constants(self.dtype)
         self._xb = np.zeros((self.batch_size, N_IN), self.dtype)
         self._yb = np.zeros(self.batch_size, np.int64)
+        # separate gradients and scratch for mini-batches and for the full-dataset pass, so
+        # that a full pass may run in another thread while the next epoch trains
+        self._g = np.zeros(D, self.dtype)
+        self._g_full = np.zeros(D, self.dtype)
+        self._scratch = self._make_scratch(self.batch_size)
+        self._scratch_full = self._make_scratch(self.n)
+
+    def _make_scratch(self, rows: int) -> tuple[np.ndarray, ...]:
+        return tuple(np.zeros(N_HIDDEN * rows, self.dtype) for _ in range(3)) + (
+            np.zeros(N_OUT * rows, self.dtype),
+            np.zeros((3, rows), self.dtype),
+            np.zeros((8, N_HIDDEN), self.dtype),
+        )
 
     def set_state(self, state: TrainState) -> None:
         self._p = np.array(state.params, dtype=self.dtype)
@@ -423,20 +410,22 @@ class FastTrainer:
         self.epoch += 1
         return EpochStats(float(loss_sum) / self.n, float(err_sum) / self.n)
 
-    def full_pass(self) -> FullPass:
-        """Full-dataset loss, error and gradient at the current weights.
+    def full_pass(self, params: np.ndarray | None = None) -> FullPass:
+        """Full-dataset loss, error and gradient at the current weights (or at ``params``).
 
         BN in train mode over the whole training set as one batch (batch statistics of all N
         examples): the gradient of the objective SGD samples from. The running statistics
-        are left untouched.
+        are left untouched. Thread-safe against :meth:`train_epoch` when ``params`` is a
+        copy (the kernels release the GIL), which lets a run overlap the two.
         """
+        p = self._p if params is None else np.ascontiguousarray(params, dtype=self.dtype)
         loss_sum, n_err = _forward_backward(
-            self.x, self.y, self._p, self._g, *self._scratch, self._consts, self._pow2
+            self.x, self.y, p, self._g_full, *self._scratch_full, self._consts, self._pow2
         )
         return FullPass(
             loss=float(loss_sum) / self.n,
             error=float(n_err) / self.n,
-            grad=self._g.astype(np.float64),
+            grad=self._g_full.astype(np.float64),
         )
 
 

@@ -1,0 +1,24 @@
+# The report's extras: one table of the time and peak memory of every heavy job (from the
+# benchmark: files under results/benchmarks/), shown in the report's "Run" category.
+#   snakemake --report results/report.html     (or .zip)
+
+
+rule benchmark_summary:
+    input:
+        all_targets(),
+    output:
+        table=report(
+            "results/tables/benchmarks.tsv",
+            caption="../report/benchmarks.rst",
+            category="Run",
+            labels={"table": "time and memory of the heavy jobs"},
+        ),
+    log:
+        "logs/report/benchmark_summary.log",
+    localrule: True
+    conda:
+        "../../envs/sgdvi.yaml"
+    params:
+        root="results/benchmarks",
+    script:
+        "../scripts/benchmark_summary.py"
