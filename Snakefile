@@ -25,9 +25,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/trajectory.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/report.smk"
+
+
+# snakemake --report results/report.html (or .zip): figures with captions, tables, run config
+report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
+        report_targets(),

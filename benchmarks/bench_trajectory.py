@@ -66,7 +66,9 @@ def main() -> None:
     ref.train_epoch(epoch_permutation(42, 0, n), 0.1)
     ref.full_pass()
 
-    times: dict[str, list[float]] = {k: [] for k in ("ref_train", "ref_full", "fast_train", "fast_full")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("ref_train", "ref_full", "fast_train", "fast_full")
+    }
     epoch = 1
     for _ in range(args.rounds):
         order = epoch_permutation(42, epoch, n)
@@ -90,7 +92,10 @@ def main() -> None:
         return float(f(times[key]))
 
     print(f"data: {source}; N = {n}; batch 128; threads {args.threads}; load {os.getloadavg()}")
-    print(f"fast trainer: numba, {args.dtype}; reference: autograd + torch.optim.SGD, {args.ref_dtype}")
+    print(
+        f"fast trainer: numba, {args.dtype}; "
+        f"reference: autograd + torch.optim.SGD, {args.ref_dtype}"
+    )
     print(f"numba compile / cache load: {compile_s:.1f} s (once per process)")
     print(f"{'per epoch [ms]':28s} {'min':>9s} {'median':>9s}")
     for key in times:

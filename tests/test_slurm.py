@@ -205,18 +205,30 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
         rule for rule, jobs in by_rule.items() for _ in jobs
     ), f"SLURM jobs {sorted(by_rule)} are not the non-local jobs of the run"
     assert not local & set(by_rule), f"local rules {local & set(by_rule)} went to SLURM"
+    # SLURM got what Snakemake asked for: the profile's values where it sets them, else the
+    # rule's own (e.g. a memory function of the data size), else the profile's defaults.
+    per_rule = profile.get("set-resources") or {}
     defaults = profile["default-resources"]
+    for job in remote:
+        res = job.resources
+        for key in ("mem_mb", "runtime"):
+            if key in per_rule.get(job.rule, {}):
+                assert int(res[key]) == per_rule[job.rule][key], (job.rule, key, res)
+        assert "runtime" in res and "mem_mb" in res, (job.rule, res)
+    asked = {(j.rule, int(j.resources["mem_mb"]), int(j.resources["runtime"])) for j in remote}
     for rule, jobs in by_rule.items():
-        wanted = {**defaults, **(profile.get("set-resources") or {}).get(rule, {})}
         for job in jobs:
-            assert job["MinMemory"] == f"{wanted['mem_mb']}M", (rule, job, wanted)
-            assert _minutes(job["TimeLimit"]) == wanted["runtime"], (rule, job, wanted)
+            got = (rule, int(job["MinMemory"].removesuffix("M")), _minutes(job["TimeLimit"]))
+            assert got in asked, f"SLURM job {job} does not match what Snakemake asked: {asked}"
             gres = cluster.job_gres(job["JobID"])
             if rule in gpu_rules:
                 assert "gpu:1" in job["tres-per-job"], f"GPU rule {rule} asked for no GPU: {job}"
                 assert gres == "gpu:1", f"GPU rule {rule} was allocated {gres!r}: {job}"
             else:
                 assert gres == "", f"CPU rule {rule} was allocated {gres!r}: {job}"
+    assert any(int(j.resources["runtime"]) == defaults["runtime"] for j in remote), (
+        "no job used the profile's default runtime"
+    )
     assert gpu_rules & set(by_rule), "no GPU job went through SLURM"
 
 

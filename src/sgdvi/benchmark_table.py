@@ -60,9 +60,9 @@ def benchmark_table(paths: Iterable[Path], root: Path) -> pd.DataFrame:
         rows.append(
             {
                 "stage": rel.parts[0] if len(rel.parts) > 1 else "",
-                "job": str(rel.with_suffix("")) if len(rel.parts) == 1 else str(
-                    Path(*rel.parts[1:]).with_suffix("")
-                ),
+                "job": str(rel.with_suffix(""))
+                if len(rel.parts) == 1
+                else str(Path(*rel.parts[1:]).with_suffix("")),
                 "wall time": _hms(seconds),
                 "seconds": round(seconds, 2),
                 "peak memory (MB)": round(number("max_rss"), 1),

@@ -47,6 +47,11 @@ def device_name():
     return sgdvi_config.concrete_device(config["device"])
 
 
+def report_targets():
+    """Outputs that summarise the run for the report (they depend on all_targets())."""
+    return ["results/tables/benchmarks.tsv"]
+
+
 def all_targets():
     targets = []
     targets += train_targets()

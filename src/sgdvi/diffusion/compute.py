@@ -14,7 +14,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -157,3 +160,88 @@ def diffusion_spectrum(
         seconds_gradients=t_grad - t0,
         seconds_eigen=t1 - t_grad,
     )
+
+
+#: scalar fields of a stored result besides the eigenvalues
+_SCALARS = (
+    "lambda_max",
+    "threshold",
+    "eps",
+    "rank",
+    "d",
+    "n",
+    "trace",
+    "grad_norm",
+    "solver",
+    "formula",
+    "complete",
+    "n_negative",
+    "most_negative",
+    "max_rel_residual",
+    "max_rel_error_bound",
+    "krylov_dim",
+    "operator_passes",
+    "seconds",
+    "seconds_gradients",
+    "seconds_eigen",
+)
+
+
+def save_result(path: str | Path, result: DiffusionResult, **meta: Any) -> None:
+    """Write ``results/{experiment}/diffusion/{fraction}.npz`` (atomically).
+
+    Holds ``eigenvalues`` (descending; all d for the dense solver, the leading ones for the
+    fast one), every field of :data:`_SCALARS` and the extra ``meta`` (experiment, fraction,
+    epoch, lr, batch_size, temperature, ...).
+    """
+    sp = result.spectrum
+    fields: dict[str, Any] = {
+        "eigenvalues": np.asarray(sp.eigenvalues, dtype=np.float64),
+        "lambda_max": sp.lambda_max,
+        "threshold": sp.threshold,
+        "eps": sp.eps,
+        "rank": sp.rank,
+        "d": result.d,
+        "n": result.n,
+        "trace": result.trace,
+        "grad_norm": result.grad_norm,
+        "solver": sp.solver,
+        "formula": result.formula,
+        "complete": sp.complete,
+        "n_negative": sp.n_negative,
+        "most_negative": sp.most_negative,
+        "max_rel_residual": sp.max_rel_residual,
+        "max_rel_error_bound": sp.max_rel_error_bound,
+        "krylov_dim": sp.krylov_dim,
+        "operator_passes": sp.operator_passes,
+        "seconds": result.seconds,
+        "seconds_gradients": result.seconds_gradients,
+        "seconds_eigen": result.seconds_eigen,
+    }
+    clash = set(meta) & set(fields)
+    if clash:
+        raise ValueError(f"meta keys {sorted(clash)} would overwrite computed fields")
+    fields.update({k: ("" if v is None else v) for k, v in meta.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in fields.items()})
+    tmp.replace(path)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read a stored result: ``eigenvalues`` as an array, every other field as a Python scalar."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} is missing; run the rule that makes it (snakemake {path})"
+        ) from None
+    except Exception as exc:
+        raise RuntimeError(f"cannot read {path}: {exc}. Delete it and rerun its rule") from exc
+    missing = [k for k in ("eigenvalues", *_SCALARS) if k not in out]
+    if missing:
+        raise RuntimeError(f"{path} lacks {missing}; it was not written by sgdvi.diffusion")
+    return {k: (v if k == "eigenvalues" else v.item()) for k, v in out.items()}

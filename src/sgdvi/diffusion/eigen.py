@@ -297,7 +297,11 @@ def _block_lanczos(
         worst = float((res[:rank] / th[:rank]).max()) if rank else 0.0
         log.info(
             "block Lanczos (%s): dim %d, lambda_max %.6g, rank %d, worst relative residual %.2e",
-            precision, m, float(theta[0]), rank, worst,
+            precision,
+            m,
+            float(theta[0]),
+            rank,
+            worst,
         )
         if above_ok and below_ok and k == rank + guard and m >= rank + guard + keep + 1:
             n_keep = min(m, rank + guard + keep)
@@ -371,13 +375,14 @@ def fast_spectrum(
         )
         k = min(n_keep, rank + guard)
         below = slice(rank, k)
-        below_ok = bool(
-            ((theta[below] + res[below] < threshold) | (bound[below] <= eig_tol)).all()
-        )
+        below_ok = bool(((theta[below] + res[below] < threshold) | (bound[below] <= eig_tol)).all())
         worst = float(bound[:rank].max()) if rank else 0.0
         log.info(
             "float64 Rayleigh-Ritz %d: rank %d of %d kept, worst relative error bound %.2e",
-            it, rank, n_keep, worst,
+            it,
+            rank,
+            n_keep,
+            worst,
         )
         if worst <= eig_tol and below_ok and rank + guard <= n_keep:
             break

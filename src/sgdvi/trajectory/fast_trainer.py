@@ -35,10 +35,10 @@ import numpy as np
 from sgdvi.trajectory.layout import (
     BN_EPS,
     BN_MOMENTUM,
-    D,
     N_HIDDEN,
     N_IN,
     N_OUT,
+    D,
     TrainState,
     batch_bounds,
 )
@@ -90,7 +90,7 @@ def _exp_inplace(a, consts, pow2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2):  # pragma: no cover - compiled
+def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2):
     """Loss sum and error count of one batch; its mean gradient into ``g``.
 
     ``xb`` (m, 49) the batch's inputs (contiguous), ``yb`` (m,) labels, ``p``/``g`` flat
@@ -259,8 +259,28 @@ def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _train_epoch(
-    x, y, order, batch_size, lr, momentum, nesterov, p, buf, rmean, rvar, g, xb, yb, zbuf,
-    zhbuf, ubuf, obuf, vbuf, stats, consts, pow2,
+    x,
+    y,
+    order,
+    batch_size,
+    lr,
+    momentum,
+    nesterov,
+    p,
+    buf,
+    rmean,
+    rvar,
+    g,
+    xb,
+    yb,
+    zbuf,
+    zhbuf,
+    ubuf,
+    obuf,
+    vbuf,
+    stats,
+    consts,
+    pow2,
 ):  # pragma: no cover - compiled
     """One epoch of SGD over ``order``; returns (loss sum, error count, number of batches)."""
     n = order.shape[0]
@@ -402,10 +422,24 @@ class FastTrainer:
         if order.shape != (self.n,):
             raise ValueError(f"order must be a permutation of {self.n} indices")
         loss_sum, err_sum, n_batches = _train_epoch(
-            self.x, self.y, order, self.batch_size, self.dtype.type(lr),
-            self.dtype.type(self.momentum), self.nesterov, self._p, self._buf, self._rmean,
-            self._rvar, self._g, self._xb, self._yb, *self._scratch, self._consts, self._pow2,
-        )  # fmt: skip
+            self.x,
+            self.y,
+            order,
+            self.batch_size,
+            self.dtype.type(lr),
+            self.dtype.type(self.momentum),
+            self.nesterov,
+            self._p,
+            self._buf,
+            self._rmean,
+            self._rvar,
+            self._g,
+            self._xb,
+            self._yb,
+            *self._scratch,
+            self._consts,
+            self._pow2,
+        )
         self._tracked += int(n_batches)
         self.epoch += 1
         return EpochStats(float(loss_sum) / self.n, float(err_sum) / self.n)

@@ -69,7 +69,9 @@ class ReferenceTrainer:
 
     def state(self) -> TrainState:
         params = [p.detach().reshape(-1) for p in self.model.parameters()]
-        bufs = [self.optimizer.state[p]["momentum_buffer"].reshape(-1) for p in self.model.parameters()]
+        bufs = [
+            self.optimizer.state[p]["momentum_buffer"].reshape(-1) for p in self.model.parameters()
+        ]
         return TrainState(
             params=torch.cat(params).double().cpu().numpy(),
             momentum_buffer=torch.cat(bufs).double().cpu().numpy(),

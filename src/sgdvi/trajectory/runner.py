@@ -111,9 +111,15 @@ def run_trajectory(
     if done == 0:
         fp = trainer.full_pass()
         init_metrics = {
-            "epoch": 0, "lr": np.nan, "grad_norm": fp.grad_norm, "loss": fp.loss,
-            "error": fp.error, "batch_loss": np.nan, "batch_error": np.nan, "stored": False,
-        }  # fmt: skip
+            "epoch": 0,
+            "lr": np.nan,
+            "grad_norm": fp.grad_norm,
+            "loss": fp.loss,
+            "error": fp.error,
+            "batch_loss": np.nan,
+            "batch_error": np.nan,
+            "stored": False,
+        }
         log.info("seed %d epoch 0: grad norm %.4g, loss %.4f", settings.seed, fp.grad_norm, fp.loss)
     try:
         for c in range(done, n_chunks):
@@ -156,10 +162,15 @@ def run_trajectory(
             log.info(
                 "seed %d epoch %d/%d: grad norm/sqrt(d) %.4g, loss %.4f, error %.4f "
                 "(%.2f ms/epoch, %.0f s left)",
-                settings.seed, e1, settings.epochs, metrics["grad_norm"][-1] / np.sqrt(D),
-                metrics["loss"][-1], metrics["error"][-1], 1e3 * per_epoch,
+                settings.seed,
+                e1,
+                settings.epochs,
+                metrics["grad_norm"][-1] / np.sqrt(D),
+                metrics["loss"][-1],
+                metrics["error"][-1],
+                1e3 * per_epoch,
                 per_epoch * (settings.epochs - e1),
-            )  # fmt: skip
+            )
             if on_chunk is not None:
                 on_chunk(c)
     finally:

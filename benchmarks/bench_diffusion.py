@@ -1,0 +1,233 @@
+"""Speed and memory of the D(x) eigenspectrum (Section IV-A), measured side by side in one run.
+
+Cases (each in a fresh subprocess, so its peak memory is its own):
+
+- ``subset``: the authors' method against the pipeline on 2,000 examples of small-lenet.
+  Reference = per-example loop with batch size one, rank-one float32 accumulation of
+  sum_k g_k g_k^T and sum_k g_k, dense float32 symmetric eigensolver. Pipeline = vmap(grad)
+  chunks + the solver ``auto`` picks (block Lanczos for d = 13,338). Prints the speed-up and
+  both ranks (the issue asks >= 30x, same rank).
+- ``lenet``: the pipeline on a full small-lenet snapshot (N = 60,000, d = 13,338); target
+  < 3 minutes on the 2-core development machine.
+- ``allcnn``: the pipeline on small-allcnn with random CIFAR-shaped data (N = 50,000,
+  d = 26,982; CIFAR cannot be downloaded there); target < 10 minutes and < 10 GB peak.
+
+Data: ``results/data/mnist28.npz`` and the snapshot ``results/lenet-mnist/snapshots/1.0.pt``
+(or ``trained/1.0.pt``) when they exist, else random inputs and random weights (said in the
+output). Peak memory: ``ru_maxrss`` of the case's process (CPU) or
+``torch.cuda.max_memory_allocated`` (CUDA).
+
+    .venv/bin/python benchmarks/bench_diffusion.py                 # all three cases
+    .venv/bin/python benchmarks/bench_diffusion.py --cases subset lenet --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = ("subset", "lenet", "allcnn")
+
+
+def _lenet_model_and_data(n: int, device: str):
+    import torch
+
+    from sgdvi.data import load_prepared
+    from sgdvi.models import build_model
+    from sgdvi.snapshots import load_snapshot
+
+    notes = []
+    snap = None
+    for cand in ("snapshots/1.0.pt", "trained/1.0.pt"):
+        p = REPO / "results" / "lenet-mnist" / cand
+        if p.exists():
+            snap = p
+            break
+    if snap is not None:
+        model, _ = load_snapshot(snap, device)
+        notes.append(f"snapshot {snap.relative_to(REPO)}")
+    else:
+        torch.manual_seed(0)
+        model = build_model("small-lenet").to(device).eval()
+        notes.append("random weights")
+    data = REPO / "results" / "data" / "mnist28.npz"
+    if data.exists():
+        prep = load_prepared(data)
+        x, y = prep.x_train[:n], prep.y_train[:n]
+        if len(x) < n:
+            raise SystemExit(f"{data} has only {len(x)} training examples, need {n}")
+        notes.append(f"MNIST from {data.relative_to(REPO)}")
+    else:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand((n, 1, 28, 28), generator=g) * 255
+        y = torch.randint(0, 10, (n,), generator=g)
+        notes.append("random MNIST-shaped data")
+    return model, x, y, ", ".join(notes)
+
+
+def reference_authors(model, x, y) -> dict:
+    """The authors' method: batch size one, rank-one float32 updates, dense float32 eigh."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from sgdvi.diffusion.eigen import rank_threshold
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    d = sum(p.numel() for p in params)
+    device = params[0].device
+    second = torch.zeros((d, d), dtype=torch.float32, device=device)
+    first = torch.zeros(d, dtype=torch.float32, device=device)
+    t0 = time.perf_counter()
+    for i in range(len(x)):
+        model.zero_grad(set_to_none=False)
+        loss = F.cross_entropy(model(x[i : i + 1].to(device)), y[i : i + 1].to(device))
+        loss.backward()
+        g = torch.cat([p.grad.reshape(-1) for p in params])
+        second.addr_(g, g)
+        first += g
+    second /= len(x)
+    first /= len(x)
+    second.addr_(first, first, alpha=-1.0)
+    t1 = time.perf_counter()
+    w = torch.linalg.eigvalsh(second).cpu().numpy().astype(np.float64)
+    t2 = time.perf_counter()
+    thr = rank_threshold(w.max(), d, "float32")
+    return {
+        "seconds": t2 - t0,
+        "seconds_gradients": t1 - t0,
+        "seconds_eigen": t2 - t1,
+        "rank": int((w > thr).sum()),
+        "lambda_max": float(w.max()),
+        "top": np.sort(w)[::-1][:5].tolist(),
+    }
+
+
+def pipeline(model, x, y, solver: str = "auto", chunk_size: int = 1000) -> dict:
+    from sgdvi.diffusion.compute import diffusion_spectrum
+
+    r = diffusion_spectrum(model, x, y, solver=solver, chunk_size=chunk_size)
+    sp = r.spectrum
+    return {
+        "seconds": r.seconds,
+        "seconds_gradients": r.seconds_gradients,
+        "seconds_eigen": r.seconds_eigen,
+        "rank": sp.rank,
+        "lambda_max": sp.lambda_max,
+        "top": sp.eigenvalues[:5].tolist(),
+        "solver": sp.solver,
+        "krylov_dim": sp.krylov_dim,
+        "operator_passes": sp.operator_passes,
+        "error_bound": sp.max_rel_error_bound,
+    }
+
+
+def _peak_mb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(case: str, device: str, threads: int, subset: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    if case == "subset-reference":
+        model, x, y, notes = _lenet_model_and_data(subset, device)
+        out = reference_authors(model, x, y)
+    elif case == "subset-pipeline":
+        model, x, y, notes = _lenet_model_and_data(subset, device)
+        out = pipeline(model, x, y)
+    elif case == "lenet":
+        model, x, y, notes = _lenet_model_and_data(60000, device)
+        out = pipeline(model, x, y)
+    elif case == "allcnn":
+        from sgdvi.models import build_model
+
+        torch.manual_seed(0)
+        model = build_model("small-allcnn").to(device).eval()
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn((50000, 3, 32, 32), generator=g)
+        y = torch.randint(0, 10, (50000,), generator=g)
+        notes = "random weights, random CIFAR-shaped data"
+        out = pipeline(model, x, y, chunk_size=500)
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+    out.update(case=case, notes=notes, n=len(x), peak_mb=_peak_mb(device), device=device)
+    return out
+
+
+def run_case(case: str, device: str, threads: int, subset: int) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        case,
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+        "--subset",
+        str(subset),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _line(r: dict) -> str:
+    extra = f", solver {r['solver']}, Krylov dim {r['krylov_dim']}" if "solver" in r else ""
+    return (
+        f"  {r['case']:<18} N={r['n']:>6}  {r['seconds']:8.1f} s (gradients "
+        f"{r['seconds_gradients']:.1f} s, eigen {r['seconds_eigen']:.1f} s)  rank {r['rank']:>4}  "
+        f"peak {r['peak_mb'] / 1024:.2f} GB{extra}  [{r['notes']}]"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--subset", type=int, default=2000)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.device, args.threads, args.subset)))
+        return
+    import torch
+
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads")
+    if "subset" in args.cases:
+        ref = run_case("subset-reference", args.device, args.threads, args.subset)
+        new = run_case("subset-pipeline", args.device, args.threads, args.subset)
+        print(f"small-lenet, {args.subset} examples: authors' method vs pipeline")
+        print(_line(ref))
+        print(_line(new))
+        print(
+            f"  speed-up {ref['seconds'] / new['seconds']:.1f}x (target >= 30x); "
+            f"rank {ref['rank']} vs {new['rank']} "
+            f"({'same' if ref['rank'] == new['rank'] else 'DIFFERENT'}); lambda_max "
+            f"{ref['lambda_max']:.6g} vs {new['lambda_max']:.6g}"
+        )
+    if "lenet" in args.cases:
+        r = run_case("lenet", args.device, args.threads, args.subset)
+        print("full small-lenet snapshot (target < 180 s on 2 CPU cores)")
+        print(_line(r))
+    if "allcnn" in args.cases:
+        r = run_case("allcnn", args.device, args.threads, args.subset)
+        print("full small-allcnn (target < 600 s and < 10 GB on 2 CPU cores)")
+        print(_line(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Rule trajectory_analyse: Fig. 3a/3b curves, null models and permutation tests of one seed."""
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sgdvi.trajectory.analysis import analyse_trajectory
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+    force=True,
+)
+log = logging.getLogger("trajectory_analyse")
+try:
+    p = snakemake.params
+    result = analyse_trajectory(
+        snakemake.input.weights,
+        n_lags=p.n_lags,
+        max_lag_fraction=p.max_lag_fraction,
+        low_frequency_cutoff=p.low_frequency_cutoff,
+        n_permutations=p.n_permutations,
+        seed=int(snakemake.wildcards.seed),
+        workers=snakemake.threads,
+        log=log.info,
+    )
+    for key, value in result.items():
+        if np.ndim(value) == 0:
+            log.info("%s = %s", key, value)
+    out = snakemake.output[0]
+    tmp = out + ".tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in result.items()})
+    os.replace(tmp, out)
+except Exception:
+    log.exception("trajectory_analyse failed")
+    raise
