@@ -328,9 +328,9 @@ class LocalSlurm:
 
         def idle() -> bool:
             for name, pidfile in self._started:
-                pid = _read_pid(pidfile)
-                if pid is None or not _alive(pid):
-                    raise SlurmUnavailable(f"{name} is not running\n{self.logs()}")
+                pid = _read_pid(pidfile)  # None while the daemon has not written it yet
+                if pid is not None and not _alive(pid):
+                    raise SlurmUnavailable(f"{name} exited\n{self.logs()}")
             state = self.node_state()
             if state.startswith(("drain", "drng", "down")) and "*" not in state:
                 raise SlurmUnavailable(f"node state {state!r}\n" + self.logs())

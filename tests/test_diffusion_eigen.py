@@ -124,7 +124,7 @@ def test_fast_matches_dense_on_known_spectra(name, eigenvalues):
     fast = fast_spectrum(GradientOperator(g, 1 / 1200), block_size=32)
     assert_agree(fast, dense)
     assert not fast.complete and fast.solver == "fast"
-    assert fast.max_rel_error_bound <= 1e-8
+    assert fast.max_rel_error_bound <= 1e-7
     # the dense eigenvalues are those we put in (to the float32 rounding of G)
     r = dense.rank
     np.testing.assert_allclose(dense.eigenvalues[:r], np.sort(eigenvalues)[::-1][:r], rtol=1e-4)

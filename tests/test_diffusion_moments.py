@@ -187,4 +187,4 @@ def test_pipeline_dense_and_fast_agree_on_a_real_network():
     assert rel.max() < 1e-6
     assert fast.trace == pytest.approx(dense.trace, rel=1e-6)
     assert fast.grad_norm == pytest.approx(dense.grad_norm, rel=1e-12)
-    assert fast.spectrum.max_rel_error_bound <= 1e-8
+    assert fast.spectrum.max_rel_error_bound <= 1e-7

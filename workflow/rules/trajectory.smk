@@ -16,13 +16,11 @@ def trajectory_targets():
     return figs + ["results/tables/trajectory.parquet"]
 
 
-def trajectory_gpus():
-    """The numba engine runs on the CPU; only the torch engine can use a GPU."""
-    return gpu_count() if TRAJ["engine"] == "torch" else 0
-
-
-def trajectory_files(name):
-    return expand(f"{TRAJ_DIR}/seed{{seed}}/{name}", seed=TRAJ_SEEDS)
+# the numba engine runs on the CPU; only the torch engine can use a GPU
+TRAJ_GPUS = gpu_count() if TRAJ["engine"] == "torch" else 0
+TRAJ_ANALYSES = expand(f"{TRAJ_DIR}/seed{{seed}}/analysis.npz", seed=TRAJ_SEEDS)
+TRAJ_METRICS = expand(f"{TRAJ_DIR}/seed{{seed}}/metrics.parquet", seed=TRAJ_SEEDS)
+TRAJ_RUNS = expand(f"{TRAJ_DIR}/seed{{seed}}/run.json", seed=TRAJ_SEEDS)
 
 
 rule trajectory_train:
@@ -40,7 +38,7 @@ rule trajectory_train:
         "../../envs/sgdvi.yaml"
     threads: TRAJ["threads"]
     resources:
-        gpu=trajectory_gpus(),
+        gpu=TRAJ_GPUS,
     params:
         epochs=TRAJ["epochs"],
         burn_in=TRAJ["burn_in"],
@@ -81,9 +79,9 @@ rule trajectory_analyse:
 
 rule trajectory_table:
     input:
-        analyses=trajectory_files("analysis.npz"),
-        metrics=trajectory_files("metrics.parquet"),
-        runs=trajectory_files("run.json"),
+        analyses=TRAJ_ANALYSES,
+        metrics=TRAJ_METRICS,
+        runs=TRAJ_RUNS,
     output:
         "results/tables/trajectory.parquet",
     log:
@@ -98,7 +96,7 @@ rule trajectory_table:
 
 rule trajectory_fig3ab:
     input:
-        analyses=trajectory_files("analysis.npz"),
+        analyses=TRAJ_ANALYSES,
     output:
         pdf=report(
             "results/figures/fig3{panel}.pdf",
@@ -122,7 +120,7 @@ rule trajectory_fig3ab:
 
 rule trajectory_fig3c:
     input:
-        metrics=trajectory_files("metrics.parquet"),
+        metrics=TRAJ_METRICS,
     output:
         pdf=report(
             "results/figures/fig3c.pdf",

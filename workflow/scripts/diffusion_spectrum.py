@@ -79,7 +79,7 @@ try:
         dense_max_d=cfg.get("dense_max_d", 2000),
         block_size=lanczos.get("block_size", 64),
         krylov_tol=lanczos.get("krylov_tol", 1e-3),
-        eig_tol=lanczos.get("eig_tol", 1e-8),
+        eig_tol=lanczos.get("eig_tol", 1e-7),
         max_krylov_dim=lanczos.get("max_dim", 4096),
         seed=lanczos.get("seed", 0),
         transform=transform,

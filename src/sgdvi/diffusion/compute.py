@@ -89,7 +89,7 @@ def diffusion_spectrum(
     dense_max_d: int = 2000,
     block_size: int = 64,
     krylov_tol: float = 1e-3,
-    eig_tol: float = 1e-8,
+    eig_tol: float = 1e-7,
     max_krylov_dim: int = 4096,
     seed: int = 0,
     transform: InputTransform | None = None,

@@ -320,7 +320,7 @@ def fast_spectrum(
     eps: EpsName | float = "float32",
     block_size: int = 64,
     krylov_tol: float = 1e-3,
-    eig_tol: float = 1e-8,
+    eig_tol: float = 1e-7,
     guard: int = 4,
     extra: int = 32,
     max_dim: int | None = None,

@@ -67,8 +67,9 @@ def fig3a(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
         )
         text.append(
             f"seed {seed}: power at f < {float(a['low_frequency_cutoff']):g} = "
-            f"{float(a['low_freq_ratio']):.2f} x permuted null, "
-            f"p = {float(a['low_freq_p_value']):.3g}"
+            f"{float(a['low_freq_ratio']):.2f} x permuted null "
+            f"(p excess {float(a['low_freq_p_value']):.3g}, "
+            f"p deficit {float(a['low_freq_p_value_lower']):.3g})"
         )
     ax.axvline(float(a["low_frequency_cutoff"]), color="0.7", lw=0.6, ls="-.")
     ax.set_xscale("log")

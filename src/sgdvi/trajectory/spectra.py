@@ -29,9 +29,11 @@ def increment_spectrum(
 def autocovariance(x: np.ndarray, workers: int = 1, axis: int = 0) -> np.ndarray:
     """Biased autocovariance at every lag 0..n-1 along ``axis`` (FFT, zero-padded).
 
-    ``c[L] = (1/n) sum_{t=0}^{n-1-L} (x_t - mean)(x_{t+L} - mean)``.
+    ``c[L] = (1/n) sum_{t=0}^{n-1-L} (x_t - mean)(x_{t+L} - mean)``. Computed in float32
+    for float32 input, else in float64.
     """
-    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    x = np.asarray(x)
+    x = np.moveaxis(x if x.dtype == np.float32 else x.astype(np.float64), axis, -1)
     n = x.shape[-1]
     xc = x - x.mean(axis=-1, keepdims=True)
     nfft = sfft.next_fast_len(2 * n - 1, real=True)

@@ -1,0 +1,132 @@
+"""The fused numba trainer of tiny-fc against the plain PyTorch loop (issue 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgdvi.models import build_model, count_weights
+from sgdvi.trajectory.fast_trainer import FastTrainer, _exp_inplace, exp_constants
+from sgdvi.trajectory.layout import (
+    D,
+    batch_bounds,
+    epoch_permutation,
+    initial_state,
+    param_offsets,
+    weight_names,
+)
+from sgdvi.trajectory.reference_trainer import ReferenceTrainer
+
+
+def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw 0..255 pixels with a learnable class signal (so the run leaves the initial regime)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 5, n)
+    x = rng.integers(0, 120, size=(n, 1, 7, 7)).astype(np.float32)
+    for c in range(5):
+        x[y == c, 0, c, :] += 120
+    return x, y
+
+
+def test_layout_matches_torch_model():
+    model = build_model("tiny-fc")
+    assert D == count_weights(model) == 917
+    offsets = param_offsets()
+    sizes = [p.numel() for p in model.parameters()]
+    assert [b - a for a, b in offsets.values()] == sizes
+    assert len(weight_names()) == D and weight_names()[784] == "b1[0]"
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fast_trainer_equals_plain_loop_float64(nesterov):
+    """Same initial weights and batch order: weights agree to 1e-10 after ~300 SGD steps."""
+    x, y = _data(600)
+    n, batch = len(y), 32  # 19 mini-batches per epoch, the last one of 24
+    state = initial_state(7)
+    fast = FastTrainer(x, y, state, batch, 0.9, nesterov, dtype="float64")
+    ref = ReferenceTrainer(x, y, state, batch, 0.9, nesterov, dtype="float64")
+    steps = 0
+    for epoch in range(16):
+        order = epoch_permutation(7, epoch, n)
+        lr = 0.1 if epoch < 8 else 0.01  # burn-in learning rate, then the post-burn-in one
+        sf, sr = fast.train_epoch(order, lr), ref.train_epoch(order, lr)
+        steps += len(batch_bounds(n, batch))
+        assert sf.batch_loss == pytest.approx(sr.batch_loss, rel=1e-12)
+        assert sf.batch_error == sr.batch_error
+        ff, fr = fast.full_pass(), ref.full_pass()
+        assert ff.loss == pytest.approx(fr.loss, rel=1e-12)
+        assert ff.error == fr.error
+        np.testing.assert_allclose(ff.grad, fr.grad, rtol=0, atol=1e-12)
+        assert ff.grad_norm == pytest.approx(fr.grad_norm, rel=1e-10)
+    assert steps == 304
+    a, b = fast.state(), ref.state()
+    assert np.abs(a.params - b.params).max() < 1e-10
+    assert np.abs(a.momentum_buffer - b.momentum_buffer).max() < 1e-10
+    np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-10)
+    np.testing.assert_allclose(a.running_var, b.running_var, rtol=1e-10)
+    assert a.num_batches_tracked == b.num_batches_tracked == steps
+    # the training actually moved the weights (the comparison is not trivially satisfied)
+    assert np.abs(a.params - state.params).max() > 0.05
+    assert ff.loss < 1.0
+
+
+def test_first_layer_bias_never_moves_and_its_gradient_vanishes():
+    x, y = _data(300)
+    state = initial_state(3)
+    fast = FastTrainer(x, y, state, 64, 0.9, False, dtype="float64")
+    ref = ReferenceTrainer(x, y, state, 64, 0.9, False, dtype="float64")
+    for e in range(3):
+        fast.train_epoch(epoch_permutation(3, e, 300), 0.1)
+    b1 = slice(*param_offsets()["b1"])
+    np.testing.assert_array_equal(fast.params()[b1], state.params[b1])
+    assert np.abs(ref.full_pass().grad[b1]).max() < 1e-12  # autograd: zero up to rounding
+
+
+def test_full_pass_at_given_params_and_float32_close_to_float64():
+    x, y = _data(400)
+    state = initial_state(5)
+    f64 = FastTrainer(x, y, state, 50, 0.9, False, dtype="float64")
+    f32 = FastTrainer(x, y, state, 50, 0.9, False, dtype="float32")
+    for e in range(3):
+        f64.train_epoch(epoch_permutation(5, e, 400), 0.05)
+        f32.train_epoch(epoch_permutation(5, e, 400), 0.05)
+    snapshot = f64.params()
+    here = f64.full_pass()
+    f64.train_epoch(epoch_permutation(5, 3, 400), 0.05)
+    there = f64.full_pass(snapshot)
+    np.testing.assert_array_equal(here.grad, there.grad)
+    assert abs(f32.full_pass().loss - here.loss) < 1e-3
+    assert np.abs(f32.params() - snapshot).max() < 1e-3
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 3e-7)])
+def test_vectorised_exp_against_numpy(dtype, rtol):
+    """Relative error ~1e-16 near 0, growing like |x| eps (the rounding of x itself) to ~1e-13."""
+    consts, pow2 = exp_constants(dtype)
+    lo = float(consts[2])
+    a = np.concatenate([-np.geomspace(1e-12, -lo, 5000), [0.0, -0.5 * np.log(2)]]).astype(dtype)
+    out = a.copy()
+    _exp_inplace(out, consts, pow2)
+    np.testing.assert_allclose(out, np.exp(a.astype(np.float64)), rtol=rtol)
+    below = np.array([lo - 5.0, lo - 1000.0], dtype=dtype)
+    _exp_inplace(below, consts, pow2)
+    np.testing.assert_allclose(below, np.exp(lo), rtol=rtol)  # clamped, far from subnormal
+
+
+def test_bad_inputs_are_refused():
+    x, y = _data(129)
+    with pytest.raises(ValueError, match="last mini-batch of one example"):
+        FastTrainer(x, y, initial_state(0), 128, 0.9, False)
+    with pytest.raises(ValueError, match="labels"):
+        FastTrainer(x[:100], np.full(100, 7), initial_state(0), 32, 0.9, False)
+    with pytest.raises(ValueError, match="49 inputs"):
+        FastTrainer(np.zeros((100, 50)), y[:100], initial_state(0), 32, 0.9, False)
+
+
+def test_initial_state_is_torch_default_init():
+    torch.manual_seed(11)
+    model = build_model("tiny-fc")
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double().numpy()
+    np.testing.assert_array_equal(initial_state(11).params, flat)
+    assert not np.array_equal(initial_state(12).params, flat)
