@@ -25,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
-_RULE_RE = re.compile(r"^(local)?(rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
-_FIELD_RE = re.compile(r"^    ([a-z_]+): ?(.*)$")
+_RULE_RE = re.compile(r"^( {4})?(local)?(rule|checkpoint) ([A-Za-z_][A-Za-z0-9_]*):\s*$")
+_FIELD_RE = re.compile(r"^( {4})?    ([a-z_]+): ?(.*)$")
+_GROUP_RE = re.compile(r"Group job ([A-Za-z0-9_-]+) \(jobs in")
 
 
 @dataclass
@@ -34,6 +35,8 @@ class PlannedJob:
     rule: str
     local: bool
     fields: dict[str, str] = field(default_factory=dict)
+    #: (group name, index of the group job in the output) for members of a group job
+    group: tuple[str, int] | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -100,21 +103,36 @@ def run(
 
 
 def parse_dry_run(text: str) -> list[PlannedJob]:
-    """The job blocks of ``snakemake -n`` output."""
+    """The job blocks of ``snakemake -n`` output (or of a real run's log).
+
+    Members of a group job ("Group job NAME (jobs in lexicogr. order):", then the members'
+    blocks indented by four spaces) get ``group = (NAME, k)`` for the k-th group job.
+    """
     jobs: list[PlannedJob] = []
     current: PlannedJob | None = None
+    group: tuple[str, int] | None = None
+    n_groups = 0
     for line in text.splitlines():
+        g = _GROUP_RE.search(line)
+        if g:
+            group = (g.group(1), n_groups)
+            n_groups += 1
+            current = None
+            continue
         m = _RULE_RE.match(line)
         if m:
-            current = PlannedJob(rule=m.group(3), local=bool(m.group(1)))
+            indented = bool(m.group(1))
+            if not indented:
+                group = None
+            current = PlannedJob(rule=m.group(4), local=bool(m.group(2)), group=group)
             jobs.append(current)
             continue
         if current is None:
             continue
         f = _FIELD_RE.match(line)
-        if f:
-            current.fields[f.group(1)] = f.group(2).strip()
-        elif not line.startswith("    "):
+        if f and bool(f.group(1)) == (current.group is not None):
+            current.fields[f.group(2)] = f.group(3).strip()
+        elif line.strip() and not line.startswith("    "):
             current = None
     return jobs
 

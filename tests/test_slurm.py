@@ -187,49 +187,63 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
             path = work / out
             assert path.exists(), f"{out} (rule {job.rule}) is missing"
 
-    # The run's own job list says which jobs ran locally (download rules, copies, `all`).
+    # The run's own job list says which jobs ran locally (download rules, copies, `all`) and
+    # which ran together as one group job (the profile's `groups:`).
     ran = dag_tools.parse_dry_run(output)
     assert sorted(j.rule for j in ran) == sorted(j.rule for j in planned), "ran != planned"
     local = {j.rule for j in ran if j.local}
     remote = [j for j in ran if not j.local]
-    assert remote, "no job went to SLURM"
+    singles = [j for j in remote if j.group is None]
+    group_jobs = sorted({j.group for j in remote if j.group is not None})
+    group_names = set((profile.get("groups") or {}).values())
+    assert singles, "no job went to SLURM on its own"
+    for name, _ in group_jobs:
+        assert name in group_names, f"group {name} is not one of the profile's"
 
-    # Every other job went through SLURM, completed, with the profile's time and memory.
+    # One SLURM job per single job and per group job, all completed.
     slurm_jobs = cluster.squeue()
-    by_rule: dict[str, list[dict[str, str]]] = {}
+    by_name: dict[str, list[dict[str, str]]] = {}
     for job in slurm_jobs:
-        rule = job["Comment"].split("_wildcards_")[0].removeprefix("rule_")
-        by_rule.setdefault(rule, []).append(job)
+        name = job["Comment"].split("_wildcards_")[0].removeprefix("rule_")
+        by_name.setdefault(name, []).append(job)
         assert job["State"] == "COMPLETED", job
-    assert sorted(j.rule for j in remote) == sorted(
-        rule for rule, jobs in by_rule.items() for _ in jobs
-    ), f"SLURM jobs {sorted(by_rule)} are not the non-local jobs of the run"
-    assert not local & set(by_rule), f"local rules {local & set(by_rule)} went to SLURM"
+    seen_singles = sorted(n for n, jobs in by_name.items() if n not in group_names for _ in jobs)
+    assert seen_singles == sorted(j.rule for j in singles), (
+        f"SLURM jobs {sorted(by_name)} are not the non-local jobs of the run"
+    )
+    seen_groups = sorted(n for n, jobs in by_name.items() if n in group_names for _ in jobs)
+    assert seen_groups == sorted(name for name, _ in group_jobs)
+    assert not local & set(by_name), f"local rules {local & set(by_name)} went to SLURM"
+    assert len(slurm_jobs) < len(remote), "grouping should save SLURM jobs"
+
     # SLURM got what Snakemake asked for: the profile's values where it sets them, else the
     # rule's own (e.g. a memory function of the data size), else the profile's defaults.
     per_rule = profile.get("set-resources") or {}
     defaults = profile["default-resources"]
-    for job in remote:
+    for job in singles:
         res = job.resources
         for key in ("mem_mb", "runtime"):
             if key in per_rule.get(job.rule, {}):
                 assert int(res[key]) == per_rule[job.rule][key], (job.rule, key, res)
         assert "runtime" in res and "mem_mb" in res, (job.rule, res)
-    asked = {(j.rule, int(j.resources["mem_mb"]), int(j.resources["runtime"])) for j in remote}
-    for rule, jobs in by_rule.items():
+    asked = {(j.rule, int(j.resources["mem_mb"]), int(j.resources["runtime"])) for j in singles}
+    for name, jobs in by_name.items():
         for job in jobs:
-            got = (rule, int(job["MinMemory"].removesuffix("M")), _minutes(job["TimeLimit"]))
-            assert got in asked, f"SLURM job {job} does not match what Snakemake asked: {asked}"
             gres = cluster.job_gres(job["JobID"])
-            if rule in gpu_rules:
-                assert "gpu:1" in job["tres-per-job"], f"GPU rule {rule} asked for no GPU: {job}"
-                assert gres == "gpu:1", f"GPU rule {rule} was allocated {gres!r}: {job}"
+            if name in group_names:
+                assert gres == "", f"group job {name} was allocated {gres!r}: {job}"
+                continue
+            got = (name, int(job["MinMemory"].removesuffix("M")), _minutes(job["TimeLimit"]))
+            assert got in asked, f"SLURM job {job} does not match what Snakemake asked: {asked}"
+            if name in gpu_rules:
+                assert "gpu:1" in job["tres-per-job"], f"GPU rule {name} asked for no GPU: {job}"
+                assert gres == "gpu:1", f"GPU rule {name} was allocated {gres!r}: {job}"
             else:
-                assert gres == "", f"CPU rule {rule} was allocated {gres!r}: {job}"
-    assert any(int(j.resources["runtime"]) == defaults["runtime"] for j in remote), (
+                assert gres == "", f"CPU rule {name} was allocated {gres!r}: {job}"
+    assert gpu_rules & set(by_name), "no GPU job went through SLURM"
+    assert any(int(j.resources["runtime"]) == defaults["runtime"] for j in singles), (
         "no job used the profile's default runtime"
     )
-    assert gpu_rules & set(by_rule), "no GPU job went through SLURM"
 
 
 def _minutes(limit: str) -> int:

@@ -100,7 +100,7 @@ rule trajectory_fig3ab:
     output:
         pdf=report(
             "results/figures/fig3{panel}.pdf",
-            caption="../report/fig3{panel}.rst",
+            caption="../report/fig3ab.rst",
             category="Trajectory",
             subcategory="Fig. 3 (Section IV-B)",
         ),

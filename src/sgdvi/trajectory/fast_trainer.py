@@ -1,10 +1,10 @@
 """SGD on tiny-fc with a hand-derived, fused forward/backward pass compiled by numba.
 
 One call of :func:`_train_epoch` runs a whole epoch (every mini-batch, the SGD updates and the
-BN running-statistic updates) without returning to Python; :func:`_full_pass` evaluates the
-full-dataset loss, error and gradient at the current weights. Both compute exactly what the
-plain PyTorch loop of :mod:`sgdvi.trajectory.reference_trainer` computes (tested in float64 to
-1e-10); only the order of floating-point operations differs.
+BN running-statistic updates) without returning to Python; :meth:`FastTrainer.full_pass`
+evaluates the full-dataset loss, error and gradient at the current weights. Both compute
+exactly what the plain PyTorch loop of :mod:`sgdvi.trajectory.reference_trainer` computes
+(tested in float64 to 1e-10); only the order of floating-point operations differs.
 
 Mathematics per mini-batch B (size m), for the network of :mod:`sgdvi.trajectory.layout`:
 
@@ -20,8 +20,9 @@ Mathematics per mini-batch B (size m), for the network of :mod:`sgdvi.trajectory
 - BN running statistics as torch: ``r_mean = 0.9 r_mean + 0.1 (mu + b1)``,
   ``r_var = 0.9 r_var + 0.1 var m / (m - 1)``.
 
-The kernels keep w1 transposed (``layout.internal_order``) so that the innermost loops run over
-the 16 hidden units, which LLVM vectorises.
+Activations are kept feature-major ((16, m), (5, m)) so that every inner loop runs over the
+examples of a batch (contiguous, vectorised by LLVM); the two products with the 49 inputs go
+to BLAS (``np.dot``); the softmax uses a vectorisable exp (:func:`_exp_inplace`).
 """
 
 from __future__ import annotations

@@ -64,18 +64,6 @@ def weight_names() -> list[str]:
     return names
 
 
-def internal_order() -> np.ndarray:
-    """Index array ``perm`` with ``internal = flat[perm]``.
-
-    The fused kernel keeps ``w1`` transposed (49, 16) so that its innermost loops run over
-    the 16 hidden units (contiguous, vectorised); every other parameter keeps its position.
-    """
-    perm = np.arange(D)
-    w1 = np.arange(N_HIDDEN * N_IN).reshape(N_HIDDEN, N_IN)
-    perm[: N_HIDDEN * N_IN] = w1.T.reshape(-1)
-    return perm
-
-
 @dataclass
 class TrainState:
     """Everything that determines the rest of an SGD run, in ``model.parameters()`` order.

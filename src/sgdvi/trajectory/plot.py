@@ -190,6 +190,7 @@ def save(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
 
 _TABLE_SCALARS = (
     "n",
+    "n_fft",
     "d",
     "d_active",
     "low_frequency_cutoff",
@@ -199,6 +200,7 @@ _TABLE_SCALARS = (
     "low_freq_ratio_ou",
     "low_freq_ratio_perm_mean",
     "low_freq_p_value",
+    "low_freq_p_value_lower",
     "band",
     "ac_frac_outside",
     "ac_frac_outside_shuffle",
