@@ -202,6 +202,10 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
+        import logging
+
+        # progress of the case on stderr (shown only if it fails)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         print(json.dumps(worker(args.worker, args.device, args.threads, args.subset)))
         return
     import torch

@@ -99,7 +99,7 @@ def test_dense_is_in_place_and_matches_scipy():
 
 def test_exact_spectrum_from_a_hadamard_matrix():
     """G with orthogonal +-1 columns scaled by powers of two is exact in float32:
-    D = diag(c^2) exactly, so the fast path must return c^2 to float64 precision."""
+    D = diag(c^2) exactly, so the fast path must return c^2 within its error bound."""
     h = scipy.linalg.hadamard(512)[:, 1:201].astype(np.float64)  # columns have zero mean
     c = 2.0 ** -np.arange(0, 20, 0.1)[:200].round()
     g = torch.from_numpy((h * c).astype(np.float32))
@@ -107,7 +107,9 @@ def test_exact_spectrum_from_a_hadamard_matrix():
     exact = np.sort(c**2)[::-1]
     r = sp.rank
     assert r == rank_of(exact, rank_threshold(exact[0], 200))
-    np.testing.assert_allclose(sp.eigenvalues[:r], exact[:r], rtol=1e-10)
+    err = np.abs(sp.eigenvalues[:r] / exact[:r] - 1)
+    assert err.max() < 1e-6
+    assert err.max() <= 10 * sp.max_rel_error_bound  # the reported bound is not optimistic
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ cluster needs and a real one does not:
 * `--slurm-status-command squeue` and a short `--slurm-init-seconds-before-status-checks`: the
   cluster has no accounting database, and sacct (the plugin's default) would leave Snakemake
   waiting forever;
-* `--max-threads <CPUs>`: the node has as many CPUs as this machine, fewer than the profile's
-  paper-scale requests;
+* `--max-threads <CPUs>` and `--cores <CPUs>`: the node has as many CPUs as this machine,
+  fewer than the profile allows one job or group job;
 * `gpu=1` for the rules that ask for a GPU when device is cuda (the jobs still run on the CPU,
   device: cpu), so the fake GPU is scheduled through the plugin's `--gpus=1`.
 
@@ -101,6 +101,8 @@ def cluster():
         for res in [profile.get("default-resources") or {}, *profile["set-resources"].values()]
         if "mem_mb" in res
     ]
+    # the memory limit of one group job (profile `resources: [mem_mb=...]`)
+    requested += [int(r.split("=")[1]) for r in profile.get("resources", []) if "mem_mb=" in r]
     # Memory is bookkeeping here (no cgroups): the node advertises enough for the paper-scale
     # requests of the profile, which the tiny config never uses.
     slurm = LocalSlurm(mem_mb=max(requested) + 1000)
@@ -161,6 +163,8 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
         "2",
         "--slurm-keep-successful-logs",
         "--max-threads",
+        str(cpus),
+        "--cores",
         str(cpus),
         "--latency-wait",
         "10",

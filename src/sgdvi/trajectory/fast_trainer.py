@@ -1,28 +1,42 @@
 """SGD on tiny-fc with a hand-derived, fused forward/backward pass compiled by numba.
 
-One call of :func:`_train_epoch` runs a whole epoch (every mini-batch, the SGD updates and the
-BN running-statistic updates) without returning to Python; :meth:`FastTrainer.full_pass`
-evaluates the full-dataset loss, error and gradient at the current weights. Both compute
-exactly what the plain PyTorch loop of :mod:`sgdvi.trajectory.reference_trainer` computes
-(tested in float64 to 1e-10); only the order of floating-point operations differs.
+The long trajectory of Section IV-B (Fig. 3) is 100,000 epochs of SGD on tiny-fc, and after
+every epoch the full-dataset gradient norm, loss and error. One call of :func:`_train_epoch`
+runs a whole epoch (every mini-batch, the SGD updates and the BN running-statistic updates)
+without returning to Python; one call of :func:`_full_pass` evaluates the full-dataset loss,
+error and gradient at the current weights. Both compute exactly what the plain PyTorch loop of
+:mod:`sgdvi.trajectory.reference_trainer` computes (tested in float64 to 1e-10); only the
+order of floating-point operations differs.
 
-Mathematics per mini-batch B (size m), for the network of :mod:`sgdvi.trajectory.layout`:
+Mathematics per batch B of m examples, for the network of :mod:`sgdvi.trajectory.layout`:
 
 - ``z = x W1^T`` (the bias b1 cancels in BN), ``mu, var`` = batch mean and biased variance,
-  ``zh = (z - mu) / sqrt(var + 1e-5)``, ``u = gamma zh + beta``, ``h = relu(u)``,
-  ``o = h W2^T + b2``, loss = mean over B of ``logsumexp(o) - o[label]``.
+  ``zh = (z - mu) inv`` with ``inv = 1 / sqrt(var + 1e-5)``, ``u = gamma zh + beta``,
+  ``h = relu(u)``, ``o = h W2^T + b2``, loss = mean over B of ``logsumexp(o) - o[label]``.
 - ``do = (softmax(o) - onehot) / m``; ``dW2 = do^T h``, ``db2 = sum do``;
-  ``du = (do W2) * [u > 0]``; ``dgamma = sum du zh``, ``dbeta = sum du``;
-  ``dz = gamma / sqrt(var + eps) / m * (m du - dbeta - zh dgamma)``; ``dW1 = dz^T x``;
+  ``du = (do W2) [u > 0]``; ``dgamma = sum du zh``, ``dbeta = sum du``;
+  ``dz = a (du - dbeta / m - zh dgamma / m)`` with ``a = gamma inv``; ``dW1 = dz^T x``;
   ``db1 = sum dz = 0`` exactly (BN removes any shift), so b1 never moves.
 - SGD as ``torch.optim.SGD`` (dampening 0, no weight decay): ``buf = momentum buf + g``;
   step ``g + momentum buf`` (Nesterov) or ``buf`` (heavy ball); ``x -= lr step``.
 - BN running statistics as torch: ``r_mean = 0.9 r_mean + 0.1 (mu + b1)``,
   ``r_var = 0.9 r_var + 0.1 var m / (m - 1)``.
 
+The full-dataset pass (B = all N training examples, one BN batch) needs no pass over the data
+for its BN statistics and no ``dz``: with the data's mean ``xbar`` and biased covariance
+``C = mean (x - xbar)(x - xbar)^T`` (49 x 49, computed once per run since the data is fixed),
+
+- ``mu_j = w_j . xbar`` and ``var_j = w_j^T C w_j`` (``w_j`` row j of W1), and
+- ``dW1_j = sum_b dz_jb x_b = a_j (sum_b du_jb x_b - dbeta_j xbar - dgamma_j inv_j C w_j)``,
+  because ``sum_b zh_jb x_b = inv_j sum_b (w_j . (x_b - xbar)) x_b = N inv_j C w_j``.
+
+So the pass is a single sweep over contiguous blocks of the data (no gather), each block's
+activations staying in cache: forward, softmax, head backward, and ``du^T x`` (BLAS).
+
 Activations are kept feature-major ((16, m), (5, m)) so that every inner loop runs over the
-examples of a batch (contiguous, vectorised by LLVM); the two products with the 49 inputs go
-to BLAS (``np.dot``); the softmax uses a vectorisable exp (:func:`_exp_inplace`).
+examples of a block (contiguous, vectorised by LLVM); the two products with the 49 inputs go
+to BLAS (``np.dot``); the softmax's exponential is a polynomial with the power of two built
+from its exponent bits (:func:`_exp_nonpos`), so the whole softmax loop vectorises.
 """
 
 from __future__ import annotations
@@ -32,6 +46,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from sgdvi.trajectory.layout import (
     BN_EPS,
@@ -44,12 +61,15 @@ from sgdvi.trajectory.layout import (
     batch_bounds,
 )
 
+#: examples per block of the full-dataset pass (activations of a block stay in L1/L2 cache)
+FULL_BLOCK = 256
 
-def exp_constants(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Constants of :func:`_exp_inplace` for ``dtype``: (consts, table of 2**-k).
 
-    ``consts`` = [0, 1, lowest argument, log2(e), 1/2, ln2 split in a high part exact in
-    ``dtype`` and a low correction (Cephes), then 1/k! for k = 12..0 (Horner order)].
+def exp_constants(dtype: np.dtype) -> np.ndarray:
+    """Constants of :func:`_exp_nonpos` for ``dtype``.
+
+    [0, 1, lowest argument, log2(e), 1/2, ln2 split in a high part exact in ``dtype`` and a
+    low correction (Cephes), then 1/k! for k = 12..0 (Horner order)].
     """
     dtype = np.dtype(dtype)
     if dtype == np.float64:
@@ -57,49 +77,194 @@ def exp_constants(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     else:
         lo, c1, c2 = -60.0, 0.693359375, -2.12194440e-4
     coef = [1.0 / math.factorial(k) for k in range(12, -1, -1)]
-    consts = np.array([0.0, 1.0, lo, 1.0 / math.log(2.0), 0.5, c1, c2, *coef], dtype=dtype)
-    kmax = int(np.ceil(-lo / math.log(2.0))) + 2
-    pow2 = np.array([2.0**-k for k in range(kmax)], dtype=dtype)
-    return consts, pow2
+    return np.array([0.0, 1.0, lo, 1.0 / math.log(2.0), 0.5, c1, c2, *coef], dtype=dtype)
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _exp_inplace(a, consts, pow2):  # pragma: no cover - compiled
-    """``a = exp(a)`` for a 1-D array of non-positive values (vectorisable, no libm call).
+@intrinsic
+def _pow2(typingctx, nf):
+    """``2**nf`` for an integer-valued float ``nf`` in the normal range, from the exponent bits.
 
-    Range reduction ``a = n ln2 + r`` with |r| <= ln2/2 and a degree-12 Taylor polynomial:
-    relative error ~1e-16 near 0 growing like |a| eps (< 1e-13 at -600) in float64, < 3e-7
-    in float32. Arguments below ``consts[2]``
-    (-600 / -60) are clamped there: their exponential (< 1e-260 / 1e-26) is negligible next to
-    the largest term (1) of a softmax sum, and the clamp keeps every later product far from
-    subnormal numbers, whose arithmetic is ~100 times slower on x86.
+    ``(nf + bias) << mantissa_bits`` reinterpreted as a float (IEEE 754); a bit cast instead
+    of a table lookup or ``ldexp`` call, so loops using it vectorise.
     """
-    lo = consts[2]
-    log2e = consts[3]
-    half = consts[4]
-    c1 = consts[5]
-    c2 = consts[6]
-    for b in range(a.shape[0]):
-        t = a[b]
-        if t < lo:
-            t = lo
-        nf = np.floor(t * log2e + half)
-        r = (t - nf * c1) - nf * c2
-        s = consts[7]
-        for k in range(8, 20):
-            s = s * r + consts[k]
-        a[b] = s * pow2[int(-nf)]
+    if nf not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        if signature.return_type == types.float32:
+            ity, bias, shift, fty = ir.IntType(32), 127, 23, ir.FloatType()
+        else:
+            ity, bias, shift, fty = ir.IntType(64), 1023, 52, ir.DoubleType()
+        n = builder.fptosi(args[0], ity)
+        bits = builder.shl(builder.add(n, ir.Constant(ity, bias)), ir.Constant(ity, shift))
+        return builder.bitcast(bits, fty)
+
+    return nf(nf), codegen
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2):
-    """Loss sum and error count of one batch; its mean gradient into ``g``.
+def _exp_nonpos(t, consts):  # pragma: no cover - compiled
+    """``exp(t)`` for ``t <= 0`` without a libm call (vectorisable inside a loop).
+
+    Range reduction ``t = n ln2 + r`` with |r| <= ln2/2, a degree-12 Taylor polynomial in r,
+    times ``2**n`` built from its bits: relative error ~1e-16 near 0 growing like |t| eps
+    (< 1e-13 at -600) in float64, < 3e-7 in float32. Arguments below ``consts[2]`` (-600 /
+    -60) are clamped there: their exponential (< 1e-260 / 1e-26) is negligible next to the
+    largest term (1) of a softmax sum, and the clamp keeps every later product far from
+    subnormal numbers (whose arithmetic is ~100 times slower on x86) and ``2**n`` normal.
+    """
+    if t < consts[2]:
+        t = consts[2]
+    nf = np.floor(t * consts[3] + consts[4])
+    r = (t - nf * consts[5]) - nf * consts[6]
+    s = consts[7]
+    for k in range(8, 20):
+        s = s * r + consts[k]
+    return s * _pow2(nf)
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _exp_inplace(a, consts):  # pragma: no cover - compiled
+    """``a = exp(a)`` elementwise for a 1-D array of non-positive values (for tests)."""
+    for b in range(a.shape[0]):
+        a[b] = _exp_nonpos(a[b], consts)
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _bn_relu(z, mu, inv, gamma, beta, h):  # pragma: no cover - compiled
+    """BN with given statistics and ReLU: ``z <- zh = (z - mu) inv``, ``h = relu(gamma zh + beta)``."""
+    m = z.shape[1]
+    zero = z.dtype.type(0)
+    for j in range(N_HIDDEN):
+        zj = z[j]
+        hj = h[j]
+        mj = mu[j]
+        ij = inv[j]
+        gj = gamma[j]
+        bj = beta[j]
+        for b in range(m):
+            t = (zj[b] - mj) * ij
+            zj[b] = t
+            u = gj * t + bj
+            hj[b] = u if u > zero else zero
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _output_layer(h, w2, b2, o):  # pragma: no cover - compiled
+    """``o = W2 h + b2`` for feature-major ``h`` (16, m), ``o`` (5, m)."""
+    m = h.shape[1]
+    for c in range(N_OUT):
+        oc = o[c]
+        bc = b2[c]
+        for b in range(m):
+            oc[b] = bc
+        for j in range(N_HIDDEN):
+            wcj = w2[c, j]
+            hj = h[j]
+            for b in range(m):
+                oc[b] += wcj * hj[b]
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _softmax_xent(o, y, scale, consts, tot):  # pragma: no cover - compiled
+    """Cross-entropy loss sum and error count of a block; ``o <- scale (softmax(o) - onehot)``.
+
+    One loop over the examples with the 5 classes unrolled: the maximum (the first maximal
+    class is the prediction, as ``argmax``), the label's logit by selects, the exponentials
+    by :func:`_exp_nonpos` -- all vectorisable. The logarithms of the softmax denominators
+    (1 per example) are summed in a second, scalar loop.
+    """
+    m = o.shape[1]
+    zero = o.dtype.type(0)
+    loss = zero
+    n_err = 0
+    o0, o1, o2, o3, o4 = o[0], o[1], o[2], o[3], o[4]
+    for b in range(m):
+        a0, a1, a2, a3, a4 = o0[b], o1[b], o2[b], o3[b], o4[b]
+        mx = a0
+        pred = 0
+        if a1 > mx:
+            mx, pred = a1, 1
+        if a2 > mx:
+            mx, pred = a2, 2
+        if a3 > mx:
+            mx, pred = a3, 3
+        if a4 > mx:
+            mx, pred = a4, 4
+        lab = y[b]
+        ol = a0 if lab == 0 else a1 if lab == 1 else a2 if lab == 2 else a3 if lab == 3 else a4
+        loss += mx - ol
+        n_err += 1 if pred != lab else 0
+        e0 = _exp_nonpos(a0 - mx, consts)
+        e1 = _exp_nonpos(a1 - mx, consts)
+        e2 = _exp_nonpos(a2 - mx, consts)
+        e3 = _exp_nonpos(a3 - mx, consts)
+        e4 = _exp_nonpos(a4 - mx, consts)
+        s = e0 + e1 + e2 + e3 + e4
+        tot[b] = s
+        w = scale / s
+        o0[b] = e0 * w - (scale if lab == 0 else zero)
+        o1[b] = e1 * w - (scale if lab == 1 else zero)
+        o2[b] = e2 * w - (scale if lab == 2 else zero)
+        o3[b] = e3 * w - (scale if lab == 3 else zero)
+        o4[b] = e4 * w - (scale if lab == 4 else zero)
+    for b in range(m):
+        loss += np.log(tot[b])
+    return loss, n_err
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _head_backward(h, zh, do, w2, gw2, gb2, ggamma, gbeta, du):  # pragma: no cover - compiled
+    """Backward through the output layer, ReLU and BN's affine part, one pass per unit j.
+
+    ``gw2 = do h^T``, ``gb2 = sum do``, ``du = (W2^T do) [h > 0]`` (h > 0 iff u > 0),
+    ``ggamma = sum du zh``, ``gbeta = sum du`` (all sums over the block's examples).
+    """
+    m = h.shape[1]
+    zero = h.dtype.type(0)
+    d0, d1, d2, d3, d4 = do[0], do[1], do[2], do[3], do[4]
+    for c in range(N_OUT):
+        acc = zero
+        dc = do[c]
+        for b in range(m):
+            acc += dc[b]
+        gb2[c] = acc
+    for j in range(N_HIDDEN):
+        hj = h[j]
+        zhj = zh[j]
+        duj = du[j]
+        v0, v1, v2, v3, v4 = w2[0, j], w2[1, j], w2[2, j], w2[3, j], w2[4, j]
+        a0 = a1 = a2 = a3 = a4 = sg = sb = zero
+        for b in range(m):
+            hb = hj[b]
+            e0, e1, e2, e3, e4 = d0[b], d1[b], d2[b], d3[b], d4[b]
+            a0 += e0 * hb
+            a1 += e1 * hb
+            a2 += e2 * hb
+            a3 += e3 * hb
+            a4 += e4 * hb
+            g = v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3 + v4 * e4
+            g = g if hb > zero else zero
+            duj[b] = g
+            sg += g * zhj[b]
+            sb += g
+        gw2[0, j] = a0
+        gw2[1, j] = a1
+        gw2[2, j] = a2
+        gw2[3, j] = a3
+        gw2[4, j] = a4
+        ggamma[j] = sg
+        gbeta[j] = sb
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _forward_backward(xb, yb, p, g, z, h, o, du, tot, stats, consts):  # pragma: no cover
+    """Loss sum and error count of one mini-batch; its mean gradient into ``g``.
 
     ``xb`` (m, 49) the batch's inputs (contiguous), ``yb`` (m,) labels, ``p``/``g`` flat
-    weights/gradient in ``model.parameters()`` order. Activations are kept feature-major
-    ((16, m), (5, m)) so that every inner loop runs over the examples of the batch; scratch
-    ``zbuf``/``zhbuf``/``ubuf`` (>= 16 m), ``obuf`` (>= 5 m), ``vbuf`` (3, >= m). ``stats``
-    (8, 16) receives the batch mean and biased variance of ``x W1^T`` (rows 0, 1).
+    weights/gradient in ``model.parameters()`` order; scratch ``z``, ``h``, ``du`` (16, m),
+    ``o`` (5, m), ``tot`` (m,). ``stats`` (4, 16) receives the batch mean and biased variance
+    of ``x W1^T`` (rows 0, 1).
     """
     m = xb.shape[0]
     w1 = p[0:784].reshape((16, 49))
@@ -112,179 +277,55 @@ def _forward_backward(xb, yb, p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts
     gbeta = g[816:832]
     gw2 = g[832:912].reshape((5, 16))
     gb2 = g[912:917]
-    z = zbuf[: 16 * m].reshape((16, m))
-    zh = zhbuf[: 16 * m].reshape((16, m))
-    u = ubuf[: 16 * m].reshape((16, m))
-    o = obuf[: 5 * m].reshape((5, m))
-    omax = vbuf[0, :m]
-    tot = vbuf[1, :m]
-    wgt = vbuf[2, :m]
     mu = stats[0]
     var = stats[1]
     inv = stats[2]
-    sa = stats[3]
-    sc = stats[4]
-    sd = stats[5]
-    zero = consts[0]
+    zero = z.dtype.type(0)
+    inv_m = z.dtype.type(1.0 / m)
     # first layer (BLAS): z = W1 x^T; the bias b1 cancels in BN
     np.dot(w1, xb.T, z)
-    # batch statistics (two-pass, biased variance), BN and ReLU
-    for j in range(16):
+    # batch statistics (two-pass, biased variance)
+    for j in range(N_HIDDEN):
         zj = z[j]
         acc = zero
         for b in range(m):
             acc += zj[b]
-        mu[j] = acc / m
-        mj = mu[j]
+        mj = acc * inv_m
         acc = zero
         for b in range(m):
             t = zj[b] - mj
             acc += t * t
-        var[j] = acc / m
+        mu[j] = mj
+        var[j] = acc * inv_m
         inv[j] = 1.0 / np.sqrt(var[j] + BN_EPS)
-        ij = inv[j]
-        gj = gamma[j]
-        bj = beta[j]
-        zhj = zh[j]
-        uj = u[j]
-        for b in range(m):
-            t = (zj[b] - mj) * ij
-            zhj[b] = t
-            uj[b] = gj * t + bj
-    # output layer o = W2 relu(u) + b2 (u > 0 is the ReLU mask, z now holds relu(u))
-    for j in range(16):
-        zj = z[j]
-        uj = u[j]
-        for b in range(m):
-            zj[b] = uj[b] if uj[b] > zero else zero
-    for c in range(5):
-        oc = o[c]
-        bc = b2[c]
-        for b in range(m):
-            oc[b] = bc
-        for j in range(16):
-            wcj = w2[c, j]
-            hj = z[j]
-            for b in range(m):
-                oc[b] += wcj * hj[b]
-    # softmax cross-entropy: loss, errors, and d loss / d o into o
-    loss = zero
-    n_err = 0
-    for b in range(m):
-        omax[b] = o[0, b]
-    for c in range(1, 5):
-        oc = o[c]
-        for b in range(m):
-            omax[b] = oc[b] if oc[b] > omax[b] else omax[b]
-    for b in range(m):
-        label = yb[b]
-        o_label = o[label, b]
-        loss += omax[b] - o_label
-        if o_label < omax[b]:
-            n_err += 1
-        else:  # ties: the first maximal class is the prediction (as argmax)
-            for c in range(label):
-                if o[c, b] == omax[b]:
-                    n_err += 1
-                    break
-    for b in range(m):
-        tot[b] = zero
-    for c in range(5):
-        oc = o[c]
-        for b in range(m):
-            oc[b] = oc[b] - omax[b]
-        _exp_inplace(oc, consts, pow2)
-        for b in range(m):
-            tot[b] += oc[b]
-    for b in range(m):
-        loss += np.log(tot[b])
-        wgt[b] = 1.0 / (tot[b] * m)
-    stats[6, 0] = 1.0 / m
-    inv_m = stats[6, 0]
-    for c in range(5):
-        oc = o[c]
-        for b in range(m):
-            oc[b] = oc[b] * wgt[b]
-    for b in range(m):
-        o[yb[b], b] -= inv_m
-    # output layer backward: dW2 = do relu(u)^T, db2 = sum do, du = (W2^T do) [u > 0]
-    for c in range(5):
-        oc = o[c]
-        acc = zero
-        for b in range(m):
-            acc += oc[b]
-        gb2[c] = acc
-        for j in range(16):
-            hj = z[j]
-            acc = zero
-            for b in range(m):
-                acc += oc[b] * hj[b]
-            gw2[c, j] = acc
-    for j in range(16):
-        uj = u[j]
+    _bn_relu(z, mu, inv, gamma, beta, h)  # z now holds zh
+    _output_layer(h, w2, b2, o)
+    loss, n_err = _softmax_xent(o, yb, inv_m, consts, tot)  # o now holds d loss / d o
+    _head_backward(h, z, o, w2, gw2, gb2, ggamma, gbeta, du)
+    # BN backward: dz = a (du - dbeta / m - zh dgamma / m), a = gamma inv, into du
+    for j in range(N_HIDDEN):
+        a = gamma[j] * inv[j]
+        cc = a * gbeta[j] * inv_m
+        dd = a * ggamma[j] * inv_m
+        duj = du[j]
         zj = z[j]
         for b in range(m):
-            zj[b] = zero
-        for c in range(5):
-            wcj = w2[c, j]
-            oc = o[c]
-            for b in range(m):
-                zj[b] += wcj * oc[b]
-        for b in range(m):
-            uj[b] = zj[b] if uj[b] > zero else zero
-    # BN backward: dgamma = sum du zh, dbeta = sum du,
-    # dz = gamma inv (du - dbeta/m - zh dgamma/m), into z
-    for j in range(16):
-        uj = u[j]
-        zhj = zh[j]
-        acc = zero
-        acc2 = zero
-        for b in range(m):
-            acc += uj[b] * zhj[b]
-            acc2 += uj[b]
-        ggamma[j] = acc
-        gbeta[j] = acc2
-        sa[j] = gamma[j] * inv[j]
-        sc[j] = sa[j] * gbeta[j] / m
-        sd[j] = sa[j] * ggamma[j] / m
-        a = sa[j]
-        cc = sc[j]
-        dd = sd[j]
-        zj = z[j]
-        for b in range(m):
-            zj[b] = a * uj[b] - cc - dd * zhj[b]
+            duj[b] = a * duj[b] - cc - dd * zj[b]
     # first layer backward (BLAS): dW1 = dz x; d b1 = sum dz = 0 exactly
-    np.dot(z, xb, gw1)
+    np.dot(du, xb, gw1)
     g[784:800] = zero
     return loss, n_err
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _train_epoch(
-    x,
-    y,
-    order,
-    batch_size,
-    lr,
-    momentum,
-    nesterov,
-    p,
-    buf,
-    rmean,
-    rvar,
-    g,
-    xb,
-    yb,
-    zbuf,
-    zhbuf,
-    ubuf,
-    obuf,
-    vbuf,
-    stats,
-    consts,
-    pow2,
+    x, y, order, batch_size, lr, momentum, nesterov, p, buf, rmean, rvar, g, xb, yb, scratch,
+    tot, stats, consts,
 ):  # pragma: no cover - compiled
-    """One epoch of SGD over ``order``; returns (loss sum, error count, number of batches)."""
+    """One epoch of SGD over ``order``; returns (loss sum, error count, number of batches).
+
+    ``scratch`` (4, 16 * batch_size) holds the activations ``z``, ``h``, ``du`` and ``o``.
+    """
     n = order.shape[0]
     d = p.shape[0]
     loss_sum = 0.0
@@ -298,8 +339,12 @@ def _train_epoch(
             r = order[start + b]
             xb[b, :] = x[r, :]
             yb[b] = y[r]
+        z = scratch[0, : 16 * m].reshape((16, m))
+        h = scratch[1, : 16 * m].reshape((16, m))
+        du = scratch[2, : 16 * m].reshape((16, m))
+        o = scratch[3, : 5 * m].reshape((5, m))
         loss, n_err = _forward_backward(
-            xb[:m], yb[:m], p, g, zbuf, zhbuf, ubuf, obuf, vbuf, stats, consts, pow2
+            xb[:m], yb[:m], p, g, z, h, o, du, tot[:m], stats, consts
         )
         # running statistics: batch mean of x W1^T + b1 (b1 never moves), unbiased variance
         for j in range(16):
@@ -321,6 +366,76 @@ def _train_epoch(
         n_batches += 1
         start = stop
     return loss_sum, err_sum, n_batches
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _full_pass(x, y, xbar, cov, p, g, scratch, tot, gblk, consts):  # pragma: no cover
+    """Loss sum, error count and mean gradient (into ``g``) over all N examples, one BN batch.
+
+    BN statistics from the data's mean ``xbar`` (49,) and biased covariance ``cov`` (49, 49)
+    (float64): ``mu = W1 xbar``, ``var_j = w_j^T C w_j``. Then one sweep over contiguous
+    blocks of ``FULL_BLOCK`` examples: forward, softmax, head backward, ``acc += du^T x``;
+    finally ``dW1_j = a_j (acc_j - dbeta_j xbar - dgamma_j inv_j C w_j)`` (module docstring).
+    Sums over blocks accumulate in float64. ``scratch`` (4, 16 FULL_BLOCK), ``gblk`` (d,).
+    """
+    n = x.shape[0]
+    w1 = p[0:784].reshape((16, 49))
+    gamma = p[800:816]
+    beta = p[816:832]
+    w2 = p[832:912].reshape((5, 16))
+    b2 = p[912:917]
+    gw1 = gblk[0:784].reshape((16, 49))
+    ggamma = gblk[800:816]
+    gbeta = gblk[816:832]
+    gw2 = gblk[832:912].reshape((5, 16))
+    gb2 = gblk[912:917]
+    # BN statistics of the whole training set from its first two moments
+    w64 = w1.astype(np.float64)
+    mu64 = w64 @ xbar
+    cw = w64 @ cov  # row j: C w_j (C symmetric)
+    inv64 = np.empty(N_HIDDEN)
+    for j in range(N_HIDDEN):
+        var = 0.0
+        for i in range(N_IN):
+            var += cw[j, i] * w64[j, i]
+        inv64[j] = 1.0 / np.sqrt(var + BN_EPS)
+    mu = mu64.astype(p.dtype)
+    inv = inv64.astype(p.dtype)
+    scale = p.dtype.type(1.0 / n)
+    acc = np.zeros(D)
+    loss = 0.0
+    n_err = 0
+    start = 0
+    while start < n:
+        stop = min(start + FULL_BLOCK, n)
+        m = stop - start
+        xblk = x[start:stop]
+        z = scratch[0, : 16 * m].reshape((16, m))
+        h = scratch[1, : 16 * m].reshape((16, m))
+        du = scratch[2, : 16 * m].reshape((16, m))
+        o = scratch[3, : 5 * m].reshape((5, m))
+        np.dot(w1, xblk.T, z)
+        _bn_relu(z, mu, inv, gamma, beta, h)  # z now holds zh
+        _output_layer(h, w2, b2, o)
+        lb, eb = _softmax_xent(o, y[start:stop], scale, consts, tot[:m])
+        loss += lb
+        n_err += eb
+        _head_backward(h, z, o, w2, gw2, gb2, ggamma, gbeta, du)
+        np.dot(du, xblk, gw1)
+        for k in range(D):
+            acc[k] += gblk[k]
+        start = stop
+    # dW1_j = a_j (sum_b du_jb x_b - dbeta_j xbar - dgamma_j inv_j C w_j), a_j = gamma_j inv_j
+    for j in range(N_HIDDEN):
+        a = gamma[j] * inv64[j]
+        gg = acc[800 + j]
+        gb = acc[816 + j]
+        for i in range(N_IN):
+            acc[j * N_IN + i] = a * (acc[j * N_IN + i] - gb * xbar[i] - gg * inv64[j] * cw[j, i])
+    for k in range(D):
+        g[k] = acc[k]
+    g[784:800] = 0.0
+    return loss, n_err
 
 
 @dataclass(frozen=True)
@@ -378,22 +493,24 @@ class FastTrainer:
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.set_state(state)
-        self._consts, self._pow2 = exp_constants(self.dtype)
+        # first two moments of the (fixed) training data, in float64, for the full pass
+        x64 = self.x.astype(np.float64)
+        self._xbar = x64.mean(axis=0)
+        xc = x64 - self._xbar
+        self._cov = (xc.T @ xc) / self.n
+        self._consts = exp_constants(self.dtype)
         self._xb = np.zeros((self.batch_size, N_IN), self.dtype)
         self._yb = np.zeros(self.batch_size, np.int64)
         # separate gradients and scratch for mini-batches and for the full-dataset pass, so
         # that a full pass may run in another thread while the next epoch trains
         self._g = np.zeros(D, self.dtype)
-        self._g_full = np.zeros(D, self.dtype)
-        self._scratch = self._make_scratch(self.batch_size)
-        self._scratch_full = self._make_scratch(self.n)
-
-    def _make_scratch(self, rows: int) -> tuple[np.ndarray, ...]:
-        return tuple(np.zeros(N_HIDDEN * rows, self.dtype) for _ in range(3)) + (
-            np.zeros(N_OUT * rows, self.dtype),
-            np.zeros((3, rows), self.dtype),
-            np.zeros((8, N_HIDDEN), self.dtype),
-        )
+        self._g_full = np.zeros(D, np.float64)
+        self._g_blk = np.zeros(D, self.dtype)
+        self._scratch = np.zeros((4, N_HIDDEN * self.batch_size), self.dtype)
+        self._scratch_full = np.zeros((4, N_HIDDEN * FULL_BLOCK), self.dtype)
+        self._tot = np.zeros(self.batch_size, self.dtype)
+        self._tot_full = np.zeros(FULL_BLOCK, self.dtype)
+        self._stats = np.zeros((4, N_HIDDEN), self.dtype)
 
     def set_state(self, state: TrainState) -> None:
         self._p = np.array(state.params, dtype=self.dtype)
@@ -438,9 +555,10 @@ class FastTrainer:
             self._g,
             self._xb,
             self._yb,
-            *self._scratch,
+            self._scratch,
+            self._tot,
+            self._stats,
             self._consts,
-            self._pow2,
         )
         self._tracked += int(n_batches)
         self.epoch += 1
@@ -455,13 +573,22 @@ class FastTrainer:
         copy (the kernels release the GIL), which lets a run overlap the two.
         """
         p = self._p if params is None else np.ascontiguousarray(params, dtype=self.dtype)
-        loss_sum, n_err = _forward_backward(
-            self.x, self.y, p, self._g_full, *self._scratch_full, self._consts, self._pow2
+        loss_sum, n_err = _full_pass(
+            self.x,
+            self.y,
+            self._xbar,
+            self._cov,
+            p,
+            self._g_full,
+            self._scratch_full,
+            self._tot_full,
+            self._g_blk,
+            self._consts,
         )
         return FullPass(
             loss=float(loss_sum) / self.n,
             error=float(n_err) / self.n,
-            grad=self._g_full.astype(np.float64),
+            grad=self._g_full.copy(),
         )
 
 
