@@ -59,3 +59,127 @@ def all_targets():
     targets += trajectory_targets()
     targets += theory_targets()
     return targets
+
+
+# ---- train stage (workflow/rules/train.smk) ----------------------------------------
+
+
+def train_targets():
+    """Metrics and snapshots of every experiment listed in `run:`."""
+    targets = [f"results/{name}/metrics.parquet" for name in RUN]
+    for name in RUN:
+        targets += snapshot_files(name)
+    return targets
+
+
+def trained_snapshot(wildcards):
+    tags = [fraction_tag(f) for f in experiment(wildcards.experiment)["snapshots"]]
+    if wildcards.fraction not in tags:
+        raise ValueError(
+            f"results/{wildcards.experiment}/snapshots/{wildcards.fraction}.pt is not a "
+            f"snapshot of experiment {wildcards.experiment}: it keeps {tags}; add "
+            f"{wildcards.fraction} to experiments.{wildcards.experiment}.snapshots"
+        )
+    return f"results/{wildcards.experiment}/trained"
+
+
+# ---- diffusion stage (workflow/rules/diffusion.smk) ----------------------------------------
+
+import sgdvi.diffusion.stats as diffusion_stats
+from sgdvi.models import build_model, count_weights
+
+DIFFUSION = config["diffusion"]
+DIFFUSION_FIGURES = dict(DIFFUSION["figures"])
+DIFFUSION_FULL_N = {"mnist": 60000, "cifar": 50000}
+
+
+def diffusion_files(name):
+    """The stored spectra of experiment `name`, one per snapshot."""
+    return [
+        f"results/{name}/diffusion/{fraction_tag(f)}.npz"
+        for f in experiment(name)["snapshots"]
+    ]
+
+
+def diffusion_targets():
+    """Figures whose experiment is in `run:` (PDF + PNG) and the table over `run:`."""
+    figs = [fig for fig, name in DIFFUSION_FIGURES.items() if name in RUN]
+    targets = [f"results/figures/{fig}.{ext}" for fig in figs for ext in ("pdf", "png")]
+    if RUN:
+        targets += ["results/tables/diffusion.parquet", "results/tables/diffusion.csv"]
+    return targets
+
+
+def diffusion_mem_mb(wildcards):
+    """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
+    exp = experiment(wildcards.experiment)
+    classes = sgdvi_config.DATASET_CLASSES[exp["dataset"]]
+    d = count_weights(build_model(exp["model"], num_classes=classes))
+    n = DIFFUSION.get("subset") or exp.get("train_subset")
+    n = (
+        n
+        or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
+    )
+    return int(n * d * 4 / 2**20) + 3000
+
+
+def diffusion_figure_experiment(wildcards):
+    return DIFFUSION_FIGURES[wildcards.fig]
+
+
+def diffusion_figure_title(wildcards):
+    name = DIFFUSION_FIGURES[wildcards.fig]
+    paper = diffusion_stats.PAPER_VALUES.get(name)
+    label = paper["label"] if paper else name
+    return f"({wildcards.fig[-1]}) {label}"
+
+
+# ---- trajectory stage (workflow/rules/trajectory.smk) ----------------------------------------
+
+TRAJ = config["trajectory"]
+TRAJ_DIR = "results/tinyfc-trajectory"
+TRAJ_SEEDS = [int(s) for s in TRAJ["seeds"]]
+
+
+def trajectory_targets():
+    """Figs. 3a-3c (PDF + PNG) and the statistics table, when trajectory.enabled."""
+    if not TRAJ["enabled"]:
+        return []
+    figs = [f"results/figures/fig3{p}.{ext}" for p in "abc" for ext in ("pdf", "png")]
+    return figs + ["results/tables/trajectory.parquet"]
+
+
+# the numba engine runs on the CPU; only the torch engine can use a GPU
+TRAJ_GPUS = gpu_count() if TRAJ["engine"] == "torch" else 0
+TRAJ_ANALYSES = expand(f"{TRAJ_DIR}/seed{{seed}}/analysis.npz", seed=TRAJ_SEEDS)
+TRAJ_METRICS = expand(f"{TRAJ_DIR}/seed{{seed}}/metrics.parquet", seed=TRAJ_SEEDS)
+TRAJ_RUNS = expand(f"{TRAJ_DIR}/seed{{seed}}/run.json", seed=TRAJ_SEEDS)
+
+
+# ---- theory stage (workflow/rules/theory.smk) ----------------------------------------
+
+THEORY = config["theory"]
+THEORY_LAMBDAS = [float(v) for v in THEORY["lambdas"]]
+FIG4_PANELS = {"abcdefghijklmnopqrstuvwxyz"[i]: v for i, v in enumerate(THEORY_LAMBDAS)}
+THEORY_FIGURES = [
+    "sde_marginals",
+    "sde_circulation",
+    "sde_paths",
+    "free_energy",
+    "fp_density",
+    "lemma20",
+    "temperature",
+]
+
+
+# lambda as it appears in file names: 0.5 -> '0.5', 1 -> '1.0'
+THEORY_LAMBDA_TAGS = [repr(v) for v in THEORY_LAMBDAS]
+THEORY_SDE = [f"results/theory/sde/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
+THEORY_FP = [f"results/theory/fokker_planck/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
+
+
+def theory_targets():
+    """Fig. 4 panels, the figures of the checks (PDF + PNG) and the table of numbers."""
+    names = [f"fig4{p}" for p in FIG4_PANELS] + THEORY_FIGURES
+    targets = [f"results/figures/{n}.{ext}" for n in names for ext in ("pdf", "png")]
+    return targets + ["results/tables/theory.parquet"]

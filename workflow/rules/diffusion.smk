@@ -3,54 +3,6 @@
 # eigenvalues above the rank threshold (results/{experiment}/diffusion/{fraction}.npz); then
 # one table over all of them and one histogram figure per entry of diffusion.figures.
 
-import sgdvi.diffusion.stats as diffusion_stats
-from sgdvi.models import build_model, count_weights
-
-DIFFUSION = config["diffusion"]
-DIFFUSION_FIGURES = dict(DIFFUSION["figures"])
-DIFFUSION_FULL_N = {"mnist": 60000, "cifar": 50000}
-
-
-def diffusion_files(name):
-    """The stored spectra of experiment `name`, one per snapshot."""
-    return [
-        f"results/{name}/diffusion/{fraction_tag(f)}.npz"
-        for f in experiment(name)["snapshots"]
-    ]
-
-
-def diffusion_targets():
-    """Figures whose experiment is in `run:` (PDF + PNG) and the table over `run:`."""
-    figs = [fig for fig, name in DIFFUSION_FIGURES.items() if name in RUN]
-    targets = [f"results/figures/{fig}.{ext}" for fig in figs for ext in ("pdf", "png")]
-    if RUN:
-        targets += ["results/tables/diffusion.parquet", "results/tables/diffusion.csv"]
-    return targets
-
-
-def diffusion_mem_mb(wildcards):
-    """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
-    exp = experiment(wildcards.experiment)
-    classes = sgdvi_config.DATASET_CLASSES[exp["dataset"]]
-    d = count_weights(build_model(exp["model"], num_classes=classes))
-    n = DIFFUSION.get("subset") or exp.get("train_subset")
-    n = (
-        n
-        or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
-    )
-    return int(n * d * 4 / 2**20) + 3000
-
-
-def diffusion_figure_experiment(wildcards):
-    return DIFFUSION_FIGURES[wildcards.fig]
-
-
-def diffusion_figure_title(wildcards):
-    name = DIFFUSION_FIGURES[wildcards.fig]
-    paper = diffusion_stats.PAPER_VALUES.get(name)
-    label = paper["label"] if paper else name
-    return f"({wildcards.fig[-1]}) {label}"
-
 
 rule diffusion_spectrum:
     input:

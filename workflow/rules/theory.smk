@@ -3,32 +3,6 @@
 # energy (Theorem 5), Lemma 20 and Remarks 11/12. Every number lands in
 # results/tables/theory.parquet (one row per quantity, with its reference and tolerance).
 
-THEORY = config["theory"]
-THEORY_LAMBDAS = [float(v) for v in THEORY["lambdas"]]
-FIG4_PANELS = {"abcdefghijklmnopqrstuvwxyz"[i]: v for i, v in enumerate(THEORY_LAMBDAS)}
-THEORY_FIGURES = [
-    "sde_marginals",
-    "sde_circulation",
-    "sde_paths",
-    "free_energy",
-    "fp_density",
-    "lemma20",
-    "temperature",
-]
-
-
-# lambda as it appears in file names: 0.5 -> '0.5', 1 -> '1.0'
-THEORY_LAMBDA_TAGS = [repr(v) for v in THEORY_LAMBDAS]
-THEORY_SDE = [f"results/theory/sde/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
-THEORY_FP = [f"results/theory/fokker_planck/lambda_{t}" for t in THEORY_LAMBDA_TAGS]
-
-
-def theory_targets():
-    """Fig. 4 panels, the figures of the checks (PDF + PNG) and the table of numbers."""
-    names = [f"fig4{p}" for p in FIG4_PANELS] + THEORY_FIGURES
-    targets = [f"results/figures/{n}.{ext}" for n in names for ext in ("pdf", "png")]
-    return targets + ["results/tables/theory.parquet"]
-
 
 rule theory_double_well:
     output:

@@ -7,25 +7,6 @@
 # results/{experiment}/snapshots/{fraction}.pt (the files that snapshot_files() lists).
 
 
-def train_targets():
-    """Metrics and snapshots of every experiment listed in `run:`."""
-    targets = [f"results/{name}/metrics.parquet" for name in RUN]
-    for name in RUN:
-        targets += snapshot_files(name)
-    return targets
-
-
-def trained_snapshot(wildcards):
-    tags = [fraction_tag(f) for f in experiment(wildcards.experiment)["snapshots"]]
-    if wildcards.fraction not in tags:
-        raise ValueError(
-            f"results/{wildcards.experiment}/snapshots/{wildcards.fraction}.pt is not a "
-            f"snapshot of experiment {wildcards.experiment}: it keeps {tags}; add "
-            f"{wildcards.fraction} to experiments.{wildcards.experiment}.snapshots"
-        )
-    return f"results/{wildcards.experiment}/trained"
-
-
 rule train:
     input:
         data=experiment_dataset,

@@ -3,25 +3,6 @@
 # then per seed: FFT of the increments, autocorrelation, null models and permutation tests;
 # Figs. 3a-3c over all seeds and results/tables/trajectory.parquet.
 
-TRAJ = config["trajectory"]
-TRAJ_DIR = "results/tinyfc-trajectory"
-TRAJ_SEEDS = [int(s) for s in TRAJ["seeds"]]
-
-
-def trajectory_targets():
-    """Figs. 3a-3c (PDF + PNG) and the statistics table, when trajectory.enabled."""
-    if not TRAJ["enabled"]:
-        return []
-    figs = [f"results/figures/fig3{p}.{ext}" for p in "abc" for ext in ("pdf", "png")]
-    return figs + ["results/tables/trajectory.parquet"]
-
-
-# the numba engine runs on the CPU; only the torch engine can use a GPU
-TRAJ_GPUS = gpu_count() if TRAJ["engine"] == "torch" else 0
-TRAJ_ANALYSES = expand(f"{TRAJ_DIR}/seed{{seed}}/analysis.npz", seed=TRAJ_SEEDS)
-TRAJ_METRICS = expand(f"{TRAJ_DIR}/seed{{seed}}/metrics.parquet", seed=TRAJ_SEEDS)
-TRAJ_RUNS = expand(f"{TRAJ_DIR}/seed{{seed}}/run.json", seed=TRAJ_SEEDS)
-
 
 rule trajectory_train:
     input:
