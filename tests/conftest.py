@@ -101,7 +101,9 @@ def snakemake_cmd(workdir: Path, *args: str, configfile: str = "config/tiny.yaml
     ]
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 900, **kw) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, timeout: int = 900, **kw
+) -> subprocess.CompletedProcess:
     """Run snakemake; on failure raise with its output (and the rule logs) in the message."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "2")

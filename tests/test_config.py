@@ -50,7 +50,10 @@ def test_shipped_configs_are_valid(paper):
         ({"device": "tpu"}, "device"),
         ({"diffusion": {"formula": "A3"}}, "diffusion.formula"),
         ({"run": ["lenet-mnist", "no-such-experiment"]}, "no-such-experiment"),
-        ({"experiments": {"lenet-mnist": {"dataset": "mnist7"}}}, "experiments.lenet-mnist.dataset"),
+        (
+            {"experiments": {"lenet-mnist": {"dataset": "mnist7"}}},
+            "experiments.lenet-mnist.dataset",
+        ),
         ({"experiments": {"lenet-mnist": {"lr_schedule": [[3, 0.1]]}}}, "lr_schedule"),
         ({"trajectory": {"burn_in": 10**6}}, "trajectory.burn_in"),
     ],

@@ -105,7 +105,9 @@ def cluster():
     requested += [int(r.split("=")[1]) for r in profile.get("resources", []) if "mem_mb=" in r]
     # Memory is bookkeeping here (no cgroups): the node advertises enough for the paper-scale
     # requests of the profile, which the tiny config never uses.
-    slurm = LocalSlurm(mem_mb=max(requested) + 1000)
+    # CPUs: twice the machine's, so that SLURM runs two 2-CPU jobs side by side as a local
+    # `snakemake --cores 2` would interleave them (the jobs are tiny; this tests scheduling).
+    slurm = LocalSlurm(cpus=4 * (os.cpu_count() or 1), mem_mb=max(requested) + 1000)
     slurm.start()
     try:
         yield slurm
@@ -160,7 +162,7 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
         "--slurm-status-command",
         "squeue",
         "--slurm-init-seconds-before-status-checks",
-        "2",
+        "1",
         "--slurm-keep-successful-logs",
         "--max-threads",
         str(cpus),
@@ -204,11 +206,13 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
     for name, _ in group_jobs:
         assert name in group_names, f"group {name} is not one of the profile's"
 
-    # One SLURM job per single job and per group job, all completed.
+    # One SLURM job per single job and per group job, all completed. The plugin's comment is
+    # rule_<rule>[_wildcards_<values>] or rule_<group>_<member rules> for a group job.
     slurm_jobs = cluster.squeue()
     by_name: dict[str, list[dict[str, str]]] = {}
     for job in slurm_jobs:
         name = job["Comment"].split("_wildcards_")[0].removeprefix("rule_")
+        name = next((g for g in group_names if name.startswith(f"{g}_")), name)
         by_name.setdefault(name, []).append(job)
         assert job["State"] == "COMPLETED", job
     seen_singles = sorted(n for n, jobs in by_name.items() if n not in group_names for _ in jobs)

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from sgdvi.models import build_model, count_weights
-from sgdvi.trajectory.fast_trainer import FastTrainer, _exp_inplace, exp_constants
+from sgdvi.trajectory.fast_trainer import (
+    FastTrainer,
+    _exp_inplace,
+    _softmax_xent,
+    exp_constants,
+)
 from sgdvi.trajectory.layout import (
+    N_OUT,
     D,
     batch_bounds,
     epoch_permutation,
@@ -130,3 +136,27 @@ def test_initial_state_is_torch_default_init():
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double().numpy()
     np.testing.assert_array_equal(initial_state(11).params, flat)
     assert not np.array_equal(initial_state(12).params, flat)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_cross_entropy_block_against_numpy(dtype):
+    """Loss sum, argmax errors (first maximal class wins ties) and scaled d loss / d logits."""
+    rng = np.random.default_rng(4)
+    m = 150  # more than one 64-example chunk of the log-of-products
+    o = rng.normal(0, 3, size=(N_OUT, m)).astype(dtype)
+    o[:, :10] = 1.5  # five-way ties: the prediction is class 0
+    o[2, 10:20] = o[4, 10:20] = o[:, 10:20].max(0) + 1  # two-way ties: class 2 predicted
+    y = rng.integers(0, N_OUT, m)
+    y[:5] = 0
+    y[10:15] = 4
+    o64 = o.astype(np.float64)
+    lse = np.log(np.exp(o64 - o64.max(0)).sum(0)) + o64.max(0)
+    loss_ref = (lse - o64[y, np.arange(m)]).sum()
+    err_ref = int((o64.argmax(0) != y).sum())
+    grad_ref = (np.exp(o64 - lse) - np.eye(N_OUT)[:, y]) * 0.25
+    tot = np.zeros(m, dtype)
+    loss, n_err = _softmax_xent(o, y, dtype(0.25), exp_constants(dtype), tot)
+    rtol = 1e-13 if dtype == np.float64 else 1e-5
+    assert loss == pytest.approx(loss_ref, rel=rtol)
+    assert n_err == err_ref and err_ref > 0
+    np.testing.assert_allclose(o, grad_ref, rtol=0, atol=100 * np.finfo(dtype).eps)

@@ -3,7 +3,7 @@ variational inference, converges to limit cycles for deep networks".
 
 Sub-modules are named after what they compute:
 
-- :mod:`sgdvi.models`      the four networks of Section IV (small-lenet, small-fc, tiny-fc, small-allcnn)
+- :mod:`sgdvi.models`      the four networks of Section IV
 - :mod:`sgdvi.devices`     device resolution (``auto|cpu|cuda``)
 - :mod:`sgdvi.data`        dataset download, checksums, preparation, augmentation
 - :mod:`sgdvi.training`    SGD training with snapshots and resume

@@ -72,7 +72,9 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key}.lr_schedule: the first entry must start at epoch 0")
         starts = [int(s[0]) for s in schedule]
         if starts != sorted(set(starts)):
-            raise ConfigError(f"{key}.lr_schedule: epochs must be strictly increasing, got {starts}")
+            raise ConfigError(
+                f"{key}.lr_schedule: epochs must be strictly increasing, got {starts}"
+            )
         if exp["augment"] and not dataset.startswith("cifar"):
             raise ConfigError(f"{key}.augment: augmentation is defined for CIFAR only")
         tags = [fraction_tag(f) for f in exp["snapshots"]]
