@@ -1,23 +1,15 @@
 """Rule diffusion_figure: one panel of Fig. 1 or Fig. 2 (eigenspectrum of D at 3 snapshots)."""
 
-import logging
 from typing import TYPE_CHECKING
 
 from sgdvi.diffusion.compute import load_result
 from sgdvi.diffusion.plot import SnapshotSpectrum, plot_spectra
+from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(message)s",
-    force=True,
-)
-log = logging.getLogger("diffusion_figure")
-
-try:
+with rule_log(snakemake.log[0], "diffusion_figure") as log:
     spectra = []
     for path in snakemake.input:
         r = load_result(path)
@@ -31,6 +23,3 @@ try:
         cmap=snakemake.params.cmap,
     )
     log.info("%s (%s): last snapshot %s", snakemake.wildcards.fig, snakemake.params.title, stats)
-except Exception:
-    log.exception("diffusion_figure failed")
-    raise

@@ -1,6 +1,5 @@
 """Rule diffusion_spectrum: eigenvalues of D(x) (eq. (2)) at one snapshot (Section IV-A)."""
 
-import logging
 from typing import TYPE_CHECKING
 
 import torch
@@ -10,21 +9,16 @@ from sgdvi.data import load_prepared
 from sgdvi.devices import resolve_device
 from sgdvi.diffusion.compute import diffusion_spectrum, save_result
 from sgdvi.diffusion.moments import temperature_factor
+from sgdvi.rulelog import rule_log
 from sgdvi.snapshots import load_snapshot
 from sgdvi.training import lr_at
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    force=True,
-)
-log = logging.getLogger("diffusion_spectrum")
-
-try:
+with rule_log(
+    snakemake.log[0], "diffusion_spectrum", fmt="%(asctime)s %(levelname)s %(name)s: %(message)s"
+) as log:
     name = snakemake.wildcards.experiment
     fraction = float(snakemake.wildcards.fraction)
     exp = snakemake.params.settings
@@ -117,6 +111,3 @@ try:
         augmented=bool(exp["augment"]),
         device=str(device),
     )
-except Exception:
-    log.exception("diffusion_spectrum failed")
-    raise

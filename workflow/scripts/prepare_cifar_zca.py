@@ -1,21 +1,19 @@
 """Rule prepare_cifar_zca: GCN + ZCA-whitened CIFAR-10/100 (sgdvi.data.zca)."""
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
 from sgdvi.data import save_prepared
 from sgdvi.data.cifar import load_cifar
 from sgdvi.data.zca import prepare_cifar_zca
+from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-)
-log = logging.getLogger("prepare_cifar_zca")
-try:
+with rule_log(
+    snakemake.log[0], "prepare_cifar_zca", failure=f"prepare {snakemake.params.name}-zca failed"
+) as log:
     start = time.perf_counter()
     raw = load_cifar(snakemake.input[0], snakemake.params.name)
     log.info(
@@ -31,6 +29,3 @@ try:
         log.info("%s %s mean %.4g std %.4g", key, x.shape, x.mean(), x.std())
     save_prepared(snakemake.output[0], **arrays)
     log.info("wrote %s (%.1f s)", snakemake.output[0], time.perf_counter() - start)
-except Exception:
-    log.exception("prepare %s-zca failed", snakemake.params.name)
-    raise

@@ -1,20 +1,18 @@
 """Rules prepare_mnist28 / prepare_mnist7 / prepare_mnist7_5class (sgdvi.data.mnist)."""
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sgdvi.data import save_prepared
 from sgdvi.data.mnist import is_official, load_mnist, prepare_mnist
+from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-)
-log = logging.getLogger("prepare_mnist")
-try:
+with rule_log(
+    snakemake.log[0], "prepare_mnist", failure=f"prepare {snakemake.params.variant} failed"
+) as log:
     raw_dir = Path(snakemake.input[0]).parent
     official = is_official(raw_dir)
     log.info("reading %s (official MNIST: %s)", raw_dir, official)
@@ -42,6 +40,3 @@ try:
     )
     save_prepared(snakemake.output[0], **arrays)
     log.info("wrote %s", snakemake.output[0])
-except Exception:
-    log.exception("prepare %s failed", snakemake.params.variant)
-    raise

@@ -2,13 +2,13 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.theory import checks, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_double_well")
-try:
+with rule_log(snakemake.log[0], "theory_double_well") as log:
     table, crit = checks.double_well_rows(list(snakemake.params.lambdas))
     for r in table.itertuples():
         log.info(
@@ -23,6 +23,3 @@ try:
     log.info("critical points of f:\n%s", crit.to_string())
     table.to_parquet(snakemake.output.table)
     crit.to_parquet(snakemake.output.critical)
-except Exception:
-    log.exception("theory_double_well failed")
-    raise

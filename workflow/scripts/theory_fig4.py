@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sgdvi.theory import plot, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import plot
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_fig4")
-try:
+with rule_log(snakemake.log[0], "theory_fig4") as log:
     lam = float(snakemake.params.lam)
     crit = pd.read_parquet(snakemake.input.critical)
     crit = crit[crit.lam == lam]
@@ -29,6 +29,3 @@ try:
     )
     plot.save(fig, snakemake.output.pdf, snakemake.output.png)
     log.info("wrote %s", snakemake.output.pdf)
-except Exception:
-    log.exception("theory_fig4 failed")
-    raise

@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.theory import checks, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_fokker_planck")
-try:
+with rule_log(snakemake.log[0], "theory_fokker_planck") as log:
     lam = float(snakemake.wildcards.lam)
     p = snakemake.params.fp
     res = checks.run_fokker_planck(lam, p["grid"], p["half_width"], p["t_end"], p["dt"], log=log)
@@ -26,6 +26,3 @@ try:
         )
     np.savez_compressed(snakemake.output.npz, **res)
     table.to_parquet(snakemake.output.table)
-except Exception:
-    log.exception("theory_fokker_planck failed")
-    raise

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sgdvi.theory import checks, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_linearization")
-try:
+with rule_log(snakemake.log[0], "theory_linearization") as log:
     p = snakemake.params.linearization
     arrays, rows = checks.run_linearization(
         p["dim"], p["seed"], beta=p["beta"], particles=p["particles"]
@@ -32,6 +32,3 @@ try:
         )
     np.savez_compressed(snakemake.output.npz, **arrays)
     table.to_parquet(snakemake.output.table)
-except Exception:
-    log.exception("theory_linearization failed")
-    raise

@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.theory import checks, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_sde")
-try:
+with rule_log(snakemake.log[0], "theory_sde") as log:
     lam = float(snakemake.wildcards.lam)
     p = snakemake.params.sde
     res = checks.run_sde(
@@ -39,6 +39,3 @@ try:
         )
     np.savez_compressed(snakemake.output.npz, **res)
     table.to_parquet(snakemake.output.table)
-except Exception:
-    log.exception("theory_sde failed")
-    raise

@@ -5,13 +5,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sgdvi.theory import plot, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import plot
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_sde_figures")
-try:
+with rule_log(snakemake.log[0], "theory_sde_figures") as log:
     results = [dict(np.load(f)) for f in snakemake.input.npz]
     table = pd.concat([pd.read_parquet(f) for f in snakemake.input.tables], ignore_index=True)
     out = snakemake.output
@@ -20,6 +20,3 @@ try:
     largest = max(results, key=lambda r: float(r["lam"]))
     plot.save(plot.sde_paths(largest), out.paths, out.paths_png)
     log.info("wrote %s", list(out))
-except Exception:
-    log.exception("theory_sde_figures failed")
-    raise

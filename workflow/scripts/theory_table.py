@@ -4,13 +4,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sgdvi.theory import script_logger
-
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_table")
-try:
+with rule_log(snakemake.log[0], "theory_table") as log:
     table = pd.concat([pd.read_parquet(f) for f in snakemake.input], ignore_index=True)
     failed = table[table.passed.eq(False).fillna(False)]
     log.info(
@@ -28,6 +25,3 @@ try:
             r.setting,
         )
     table.to_parquet(snakemake.output[0])
-except Exception:
-    log.exception("theory_table failed")
-    raise

@@ -2,13 +2,13 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.theory import checks, script_logger, temperature
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks, temperature
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_temperature")
-try:
+with rule_log(snakemake.log[0], "theory_temperature") as log:
     p = snakemake.params.remarks
     df = temperature.temperature_table(p["N"], p["eta"], p["b"])
     log.info("temperatures:\n%s", df.to_string())
@@ -24,6 +24,3 @@ try:
             checks.row("remarks", "eta_over_b", r.eta_over_b, setting=setting),
         ]
     checks.frame(rows).to_parquet(snakemake.output.table)
-except Exception:
-    log.exception("theory_temperature failed")
-    raise

@@ -2,13 +2,13 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.theory import plot, script_logger
+from sgdvi.rulelog import rule_log
+from sgdvi.theory import plot
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-log = script_logger(snakemake.log[0], "theory_temperature_figure")
-try:
+with rule_log(snakemake.log[0], "theory_temperature_figure") as log:
     p = snakemake.params
     plot.save(
         plot.temperature(list(p.N), float(p.eta), int(p.b)),
@@ -16,6 +16,3 @@ try:
         snakemake.output.png,
     )
     log.info("wrote %s", snakemake.output.pdf)
-except Exception:
-    log.exception("theory_temperature_figure failed")
-    raise

@@ -1,24 +1,17 @@
 """Rule trajectory_analyse: Fig. 3a/3b curves, null models and permutation tests of one seed."""
 
-import logging
 import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sgdvi.rulelog import rule_log
 from sgdvi.trajectory.analysis import analyse_trajectory
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(message)s",
-    force=True,
-)
-log = logging.getLogger("trajectory_analyse")
-try:
+with rule_log(snakemake.log[0], "trajectory_analyse") as log:
     p = snakemake.params
     result = analyse_trajectory(
         snakemake.input.weights,
@@ -37,6 +30,3 @@ try:
     tmp = out + ".tmp.npz"
     np.savez(tmp, **{k: np.asarray(v) for k, v in result.items()})
     os.replace(tmp, out)
-except Exception:
-    log.exception("trajectory_analyse failed")
-    raise

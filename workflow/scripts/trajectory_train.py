@@ -13,20 +13,13 @@ if TYPE_CHECKING:
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from sgdvi.data import load_prepared  # noqa: E402
+from sgdvi.rulelog import rule_log  # noqa: E402
 from sgdvi.trajectory.runner import TrajectorySettings, run_trajectory  # noqa: E402
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(message)s",
-    force=True,
-)
-log = logging.getLogger("trajectory_train")
-try:
+with rule_log(snakemake.log[0], "trajectory_train") as log:
     p = snakemake.params
     settings = TrajectorySettings(
         seed=int(snakemake.wildcards.seed),
@@ -62,6 +55,3 @@ try:
         summary["d"],
         summary["wall_seconds_this_session"],
     )
-except Exception:
-    log.exception("trajectory_train failed")
-    raise
