@@ -4,6 +4,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sgdvi.rulelog import rule_log
+
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 

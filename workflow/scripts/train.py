@@ -1,6 +1,5 @@
 """Train one experiment (rule `train`): snapshots, metrics table, resumable checkpoint."""
 
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import torch
 
 from sgdvi.data import load_prepared
 from sgdvi.devices import resolve_device
+from sgdvi.rulelog import rule_log
 from sgdvi.training import (
     LOG,
     CheckpointError,
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 
 
 def main() -> int:
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in (logging.FileHandler(snakemake.log[0], mode="a"), logging.StreamHandler()):
-        handler.setFormatter(formatter)
-        LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO)
-
     name = snakemake.wildcards.experiment
     settings = TrainSettings.from_config(name, snakemake.params.settings)
     training = snakemake.config["training"]
@@ -81,4 +75,14 @@ def main() -> int:
     return 0
 
 
-sys.exit(main())
+# only sgdvi.training's records, to the log file and (progress) to stderr
+with rule_log(
+    snakemake.log[0],
+    LOG.name,
+    datefmt="%Y-%m-%d %H:%M:%S",
+    stderr=True,
+    capture_all=False,
+    failure="train failed",
+):
+    status = main()
+sys.exit(status)
