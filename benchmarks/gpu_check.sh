@@ -30,7 +30,9 @@ if [ "$GPU_DEVICE" = cuda ] && ! "$PYTHON" -c 'import torch, sys; sys.exit(not t
     exit 2
 fi
 
-mkdir -p "$OUT"
+mkdir -p "$OUT/cpu"
+# the Snakefile reads config/config.yaml relative to its working directory
+rm -rf "$OUT/cpu/config" && cp -r "$REPO/config" "$OUT/cpu/config"
 OVERLAY="$OUT/gpu_check.yaml"
 cat >"$OVERLAY" <<YAML
 # written by benchmarks/gpu_check.sh: the torch engine runs the trajectory on \`device\`

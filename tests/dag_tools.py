@@ -146,3 +146,15 @@ def dry_run(workdir: Path, *args: str, **kw) -> list[PlannedJob]:
     jobs = parse_dry_run(text)
     assert jobs, f"could not read any job from the dry run:\n{text[-4000:]}"
     return jobs
+
+
+def set_resources_args(profile: dict, gpu_rules: set[str]) -> list[str]:
+    """The profile's set-resources as command-line items, with gpu=1 added for ``gpu_rules``.
+
+    A --set-resources on the command line replaces the profile's whole list, so the profile's
+    entries are repeated here.
+    """
+    per_rule = {rule: dict(res) for rule, res in (profile.get("set-resources") or {}).items()}
+    for rule in gpu_rules:
+        per_rule.setdefault(rule, {})["gpu"] = 1
+    return [f"{rule}:{key}={value}" for rule, res in per_rule.items() for key, value in res.items()]

@@ -55,6 +55,21 @@ def test_on_cuda_exactly_the_gradient_rules_hold_the_gpu(paper_cuda_jobs):
     assert {j.threads for j in spectra} == {min(8, paper["diffusion"]["threads"])}
 
 
+def test_torch_trajectory_engine_also_holds_the_gpu(paper_workdir):
+    """The numba engine is CPU-only; the torch engine trains the trajectory on `device`."""
+    jobs = dag_tools.dry_run(
+        paper_workdir,
+        "--resources",
+        "gpu=1",
+        "--config",
+        "device=cuda",
+        "trajectory={engine: torch}",
+        configfile=None,
+    )
+    with_gpu = {j.rule for j in jobs if j.gpu}
+    assert with_gpu == GPU_RULES | {"trajectory_train"}
+
+
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_on_cpu_no_job_asks_for_a_gpu(paper_workdir, device):
     if device == "auto" and shutil.which("nvidia-smi"):

@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -41,50 +42,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 def profile_settings() -> dict:
     return yaml.safe_load((PROFILE / "config.yaml").read_text())
-
-
-def set_resources_args(profile: dict, gpu_rules: set[str]) -> list[str]:
-    """The profile's set-resources as command-line items, with gpu=1 added for ``gpu_rules``.
-
-    A --set-resources on the command line replaces the profile's whole list, so the profile's
-    entries are repeated here.
-    """
-    per_rule = {rule: dict(res) for rule, res in (profile.get("set-resources") or {}).items()}
-    for rule in gpu_rules:
-        per_rule.setdefault(rule, {})["gpu"] = 1
-    return [f"{rule}:{key}={value}" for rule, res in per_rule.items() for key, value in res.items()]
-
-
-def test_set_resources_args_keep_profile_values_and_add_gpu():
-    profile = {"set-resources": {"train": {"runtime": 480, "mem_mb": 8000}, "prep": {"runtime": 5}}}
-    args = set_resources_args(profile, {"train", "grads"})
-    assert sorted(args) == sorted(
-        [
-            "train:runtime=480",
-            "train:mem_mb=8000",
-            "train:gpu=1",
-            "prep:runtime=5",
-            "grads:gpu=1",
-        ]
-    )
-
-
-def test_profile_leaves_resources_to_the_plugin():
-    """slurm_extra must not carry what the plugin sets; GPU rules get `gpu`, not --gres."""
-    profile = profile_settings()
-    assert profile["executor"] == "slurm"
-    forbidden = ("--gres", "--gpus", "--mem", "--time", "-t ", "--cpus", "-c ")
-    sections = [
-        profile.get("default-resources") or {},
-        *(profile.get("set-resources") or {}).values(),
-    ]
-    for res in sections:
-        extra = str(res.get("slurm_extra", ""))
-        assert not any(flag in extra for flag in forbidden), extra
-        for key in ("runtime", "mem_mb"):
-            if key in res:
-                assert isinstance(res[key], int) and res[key] > 0, (key, res)
-    assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +64,7 @@ def cluster():
     # requests of the profile, which the tiny config never uses.
     # CPUs: twice the machine's, so that SLURM runs two 2-CPU jobs side by side as a local
     # `snakemake --cores 2` would interleave them (the jobs are tiny; this tests scheduling).
-    slurm = LocalSlurm(cpus=4 * (os.cpu_count() or 1), mem_mb=max(requested) + 1000)
+    slurm = LocalSlurm(cpus=2 * (os.cpu_count() or 1), mem_mb=max(requested) + 1000)
     slurm.start()
     try:
         yield slurm
@@ -171,13 +128,18 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
         "--latency-wait",
         "10",
         "--set-resources",
-        *set_resources_args(profile, gpu_rules),
+        *dag_tools.set_resources_args(profile, gpu_rules),
     )
     try:
         output, _ = proc.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        # SIGTERM lets Snakemake scancel its jobs; SIGKILL if it does not stop in time.
         os.killpg(proc.pid, signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
         pytest.fail(
             f"snakemake through SLURM did not finish in {RUN_TIMEOUT} s:\n"
             + _failure_report(cluster, work, output)
@@ -192,6 +154,14 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
         for out in job.outputs:
             path = work / out
             assert path.exists(), f"{out} (rule {job.rule}) is missing"
+
+    # The report holds every figure and the benchmark table.
+    dag_tools.run(work, "--report", "results/report.zip", env=cluster.env(), timeout=300)
+    with zipfile.ZipFile(work / "results" / "report.zip") as report:
+        in_report = {Path(name).name for name in report.namelist()}
+    figures = {p.name for p in (work / "results" / "figures").glob("*.pdf")}
+    assert figures and figures <= in_report, f"figures missing: {sorted(figures - in_report)}"
+    assert "benchmarks.tsv" in in_report
 
     # The run's own job list says which jobs ran locally (download rules, copies, `all`) and
     # which ran together as one group job (the profile's `groups:`).
