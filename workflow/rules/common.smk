@@ -1,6 +1,18 @@
 # Config helpers and input functions shared by every stage.
 
+import os
+
 import sgdvi.config as sgdvi_config
+
+# Jobs run in the conda environment envs/sgdvi.yaml (`--use-conda`), which holds the
+# dependencies but not this package: they import sgdvi from this source tree.
+SGDVI_SRC = os.path.join(workflow.basedir, "src")
+_pythonpath = os.environ.get("PYTHONPATH", "")
+if SGDVI_SRC not in _pythonpath.split(os.pathsep):
+    # set, not required from the user: hence no `envvars:` directive
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(p for p in (SGDVI_SRC, _pythonpath) if p)
+    )
 
 sgdvi_config.check_config(config)
 
