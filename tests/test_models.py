@@ -39,3 +39,20 @@ def test_default_classes_and_dropout():
 def test_fc_models_refuse_dropout():
     with pytest.raises(ValueError, match="dropout: 0"):
         build_model("small-fc", dropout=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "classes"),
+    [
+        ("small-lenet", 10),
+        ("small-fc", 10),
+        ("tiny-fc", 5),
+        ("small-allcnn", 10),
+        ("small-allcnn", 100),
+    ],
+)
+def test_closed_form_weight_count_matches_the_built_network(name, classes):
+    from sgdvi.config import weight_count
+    from sgdvi.models import build_model, count_weights
+
+    assert weight_count(name, classes) == count_weights(build_model(name, num_classes=classes))

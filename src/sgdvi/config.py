@@ -50,6 +50,36 @@ def snapshot_epoch(fraction: float, epochs: int) -> int:
     return max(1, min(epochs, round(fraction * epochs)))
 
 
+def weight_count(model: str, num_classes: int) -> int:
+    """Number of weights d of a network, in closed form (no torch import; the Snakefile uses it).
+
+    Every conv/linear layer has a bias and BN has two affine weights per channel
+    (``experimental-details.md``); tests/test_models.py checks it against the built networks.
+    """
+
+    def conv(c_in: int, c_out: int, k: int) -> int:
+        return c_out * (c_in * k * k + 1)
+
+    if model == "small-lenet":
+        return (
+            conv(1, 8, 5)
+            + 16
+            + conv(8, 16, 5)
+            + 32
+            + conv(64, 128, 1)
+            + 256
+            + conv(128, num_classes, 1)
+        )
+    if model in ("small-fc", "tiny-fc"):
+        hidden = 64 if model == "small-fc" else 16
+        return conv(49, hidden, 1) + 2 * hidden + conv(hidden, num_classes, 1)
+    if model == "small-allcnn":
+        convs = [(3, 12), (12, 12), (12, 12), (12, 24), (24, 24), (24, 24), (24, 24), (24, 24)]
+        d = sum(conv(a, b, 3) + 2 * b for a, b in convs)
+        return d + conv(24, num_classes, 1) + 2 * num_classes
+    raise ConfigError(f"unknown model {model!r}")
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks; raises :class:`ConfigError` naming the key."""
     experiments = config.get("experiments", {})

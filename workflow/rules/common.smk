@@ -97,8 +97,7 @@ def trained_snapshot(wildcards):
 
 # ---- diffusion stage (workflow/rules/diffusion.smk) ----------------------------------------
 
-import sgdvi.diffusion.stats as diffusion_stats
-from sgdvi.models import build_model, count_weights
+import sgdvi.diffusion.paper as diffusion_paper
 
 DIFFUSION = config["diffusion"]
 DIFFUSION_FIGURES = dict(DIFFUSION["figures"])
@@ -126,7 +125,7 @@ def diffusion_mem_mb(wildcards):
     """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
     exp = experiment(wildcards.experiment)
     classes = sgdvi_config.DATASET_CLASSES[exp["dataset"]]
-    d = count_weights(build_model(exp["model"], num_classes=classes))
+    d = sgdvi_config.weight_count(exp["model"], classes)
     n = DIFFUSION.get("subset") or exp.get("train_subset")
     n = (
         n
@@ -141,7 +140,7 @@ def diffusion_figure_experiment(wildcards):
 
 def diffusion_figure_title(wildcards):
     name = DIFFUSION_FIGURES[wildcards.fig]
-    paper = diffusion_stats.PAPER_VALUES.get(name)
+    paper = diffusion_paper.PAPER_VALUES.get(name)
     label = paper["label"] if paper else name
     return f"({wildcards.fig[-1]}) {label}"
 

@@ -69,7 +69,7 @@ rule diffusion_figure:
     params:
         experiment=diffusion_figure_experiment,
         title=diffusion_figure_title,
-        paper=lambda wildcards: diffusion_stats.PAPER_VALUES.get(
+        paper=lambda wildcards: diffusion_paper.PAPER_VALUES.get(
             diffusion_figure_experiment(wildcards), {}
         ),
         bins=DIFFUSION.get("plot", {}).get("bins", 40),
