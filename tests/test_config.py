@@ -32,6 +32,9 @@ def test_shipped_configs_are_valid(paper):
     validate_config(paper)
     quick = deep_update(paper, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
     validate_config(quick)
+    cifar = deep_update(quick, yaml.safe_load((REPO / "config" / "cifar-quick.yaml").read_text()))
+    validate_config(cifar)
+    assert len(cifar["run"]) == 5
     tiny = deep_update(paper, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
     validate_config(tiny)
 
