@@ -8,6 +8,7 @@ Run the workflow there with :func:`snakemake_cmd`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -29,6 +30,17 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": ("images", "test"),
     "t10k-labels-idx1-ubyte": ("labels", "test"),
 }
+
+
+def deep_update(base: dict, extra: dict) -> dict:
+    """A copy of ``base`` with ``extra`` merged in recursively, as Snakemake merges config files."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,9 @@ import yaml
 
 from sgdvi.config import ConfigError, fraction_tag, snapshot_epoch, validate_config
 
+from conftest import deep_update
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def deep_update(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_update(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import dag_tools
+from conftest import deep_update
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,16 +132,9 @@ def test_one_figure_plans_only_what_it_needs(paper_workdir, figure, rules, exper
 
 
 def _write_config(workdir: Path, name: str, change: dict) -> str:
-    def update(base: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
     cfg = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
-    (workdir / "config" / name).write_text(yaml.safe_dump(update(cfg, change), sort_keys=False))
+    merged = deep_update(cfg, change)
+    (workdir / "config" / name).write_text(yaml.safe_dump(merged, sort_keys=False))
     return f"config/{name}"
 
 

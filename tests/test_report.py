@@ -3,7 +3,6 @@ and the benchmark table reads Snakemake benchmark files correctly."""
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 
@@ -15,22 +14,16 @@ from jinja2 import Environment
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks, read_benchmark
 
+from conftest import deep_update
+
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "workflow" / "report"
 
 
 def merged(*files: Path) -> dict:
-    def update(base: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
     config: dict = {}
     for f in files:
-        update(config, copy.deepcopy(yaml.safe_load(f.read_text()) or {}))
+        config = deep_update(config, yaml.safe_load(f.read_text()) or {})
     return config
 
 
