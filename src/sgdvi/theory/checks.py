@@ -67,90 +67,106 @@ def divergence_on_grid(field, half_width: float = 2.5, n: int = 401) -> np.ndarr
 
 
 def double_well_rows(lambdas: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Closed-form checks of Example 19 and the critical points of ``f`` for every lambda."""
+    """Closed-form checks of Example 19 and the critical points of ``f`` for every lambda.
+
+    Returns the check rows and one row per zero of ``grad f`` (Theorem 22) for each lambda.
+    """
+    z, z_quad = dw.z_double_well(), dw.z_double_well_quad()
     rows = [
         row(
             "double_well",
             "Z",
-            dw.z_double_well(),
-            reference=dw.z_double_well_quad(),
+            z,
+            reference=z_quad,
             tolerance=1e-9,
             setting="Bessel closed form vs quadrature",
-            passed=abs(dw.z_double_well() - dw.z_double_well_quad()) < 1e-9,
+            passed=abs(z - z_quad) < 1e-9,
         )
     ]
     crit_rows = []
     for lam in lambdas:
-        cf, quad = dw.angular_velocity_closed_form(lam), dw.angular_velocity_quad(lam)
-        rows.append(
-            row(
-                "double_well",
-                "mean_angular_velocity_closed_form",
-                cf,
-                lam=lam,
-                reference=quad,
-                tolerance=1e-7,
-                passed=abs(cf - quad) < 1e-7,
-                setting="lambda pi^1.5 / Z vs 2-D quadrature of grad(theta).b rho_ss",
-            )
-        )
-        div_flux = divergence_on_grid(lambda x, lam=lam: lam * dw.j_ss(x))
-        div_j = divergence_on_grid(lambda x, lam=lam: dw.force_j(x, lam))
-        s = np.linspace(-2.5, 2.5, 401)
-        X = np.stack(np.meshgrid(s, s, indexing="ij"), axis=-1)
-        j_dot = np.sum(dw.force_j(X, lam) * dw.grad_phi(X), axis=-1)
-        rows += [
-            row(
-                "double_well",
-                "max_abs_div_j_exp_minus_phi",
-                np.abs(div_flux).max(),
-                lam=lam,
-                tolerance=1e-3,
-                passed=np.abs(div_flux).max() < 1e-3,
-                setting="central differences, h=0.0125 on [-2.5,2.5]^2 (zero in the continuum)",
-            ),
-            row(
-                "double_well",
-                "max_abs_div_j",
-                np.abs(div_j).max(),
-                lam=lam,
-                setting="j itself is not divergence-free for lambda > 0",
-            ),
-            row(
-                "double_well",
-                "max_abs_j_dot_grad_phi",
-                np.abs(j_dot).max(),
-                lam=lam,
-                setting="j is not orthogonal to grad Phi for lambda > 0 ((A5) does not hold)",
-            ),
-        ]
+        rows += _circulation_rows(lam)
         for k, c in enumerate(dw.critical_points(lam)):
-            crit_rows.append(
-                {
-                    "lam": float(lam),
-                    "index": k,
-                    "x1": c.x1,
-                    "x2": c.x2,
-                    "kind": c.kind,
-                    "eig_re_max": c.eig_re_max,
-                    "eig_re_min": c.eig_re_min,
-                    "eig_im": c.eig_im,
-                    "phi": float(dw.phi(np.array([c.x1, c.x2]))),
-                }
-            )
-            setting = f"zero {k} of grad f: {c.kind}"
-            rows += [
-                row("critical_points", "x1", c.x1, lam=lam, setting=setting),
-                row("critical_points", "x2", c.x2, lam=lam, setting=setting),
-                row(
-                    "critical_points",
-                    "distance_to_nearest_argmin_phi",
-                    min(math.hypot(c.x1 - 1, c.x2), math.hypot(c.x1 + 1, c.x2)),
-                    lam=lam,
-                    setting=setting,
-                ),
-            ]
+            crit_rows.append(_critical_point_record(lam, k, c))
+            rows += _critical_point_rows(lam, k, c)
     return frame(rows), pd.DataFrame(crit_rows)
+
+
+def _circulation_rows(lam: float) -> list[dict[str, Any]]:
+    """Example 19 at one lambda: the mean angular velocity lambda pi^{3/2}/Z against quadrature,
+    ``div(j e^{-Phi}) = 0`` (the stationarity of e^{-Phi}/Z), and that (A5) fails for ``j``."""
+    cf, quad = dw.angular_velocity_closed_form(lam), dw.angular_velocity_quad(lam)
+    div_flux = divergence_on_grid(lambda x, lam=lam: lam * dw.j_ss(x))
+    div_j = divergence_on_grid(lambda x, lam=lam: dw.force_j(x, lam))
+    s = np.linspace(-2.5, 2.5, 401)
+    X = np.stack(np.meshgrid(s, s, indexing="ij"), axis=-1)
+    j_dot = np.sum(dw.force_j(X, lam) * dw.grad_phi(X), axis=-1)
+    return [
+        row(
+            "double_well",
+            "mean_angular_velocity_closed_form",
+            cf,
+            lam=lam,
+            reference=quad,
+            tolerance=1e-7,
+            passed=abs(cf - quad) < 1e-7,
+            setting="lambda pi^1.5 / Z vs 2-D quadrature of grad(theta).b rho_ss",
+        ),
+        row(
+            "double_well",
+            "max_abs_div_j_exp_minus_phi",
+            np.abs(div_flux).max(),
+            lam=lam,
+            tolerance=1e-3,
+            passed=np.abs(div_flux).max() < 1e-3,
+            setting="central differences, h=0.0125 on [-2.5,2.5]^2 (zero in the continuum)",
+        ),
+        row(
+            "double_well",
+            "max_abs_div_j",
+            np.abs(div_j).max(),
+            lam=lam,
+            setting="j itself is not divergence-free for lambda > 0",
+        ),
+        row(
+            "double_well",
+            "max_abs_j_dot_grad_phi",
+            np.abs(j_dot).max(),
+            lam=lam,
+            setting="j is not orthogonal to grad Phi for lambda > 0 ((A5) does not hold)",
+        ),
+    ]
+
+
+def _critical_point_record(lam: float, k: int, c: Any) -> dict[str, Any]:
+    """Row ``k`` of the critical-point table for one zero ``c`` of ``grad f`` (Theorem 22)."""
+    return {
+        "lam": float(lam),
+        "index": k,
+        "x1": c.x1,
+        "x2": c.x2,
+        "kind": c.kind,
+        "eig_re_max": c.eig_re_max,
+        "eig_re_min": c.eig_re_min,
+        "eig_im": c.eig_im,
+        "phi": float(dw.phi(np.array([c.x1, c.x2]))),
+    }
+
+
+def _critical_point_rows(lam: float, k: int, c: Any) -> list[dict[str, Any]]:
+    """Where zero ``k`` of ``grad f`` lies, and how far from the minima (+-1, 0) of Phi."""
+    setting = f"zero {k} of grad f: {c.kind}"
+    return [
+        row("critical_points", "x1", c.x1, lam=lam, setting=setting),
+        row("critical_points", "x2", c.x2, lam=lam, setting=setting),
+        row(
+            "critical_points",
+            "distance_to_nearest_argmin_phi",
+            min(math.hypot(c.x1 - 1, c.x2), math.hypot(c.x1 + 1, c.x2)),
+            lam=lam,
+            setting=setting,
+        ),
+    ]
 
 
 # ---------------------------------------------------------------- SDE
@@ -233,19 +249,36 @@ def chi2_pvalue(
 
 
 def sde_rows(res: dict[str, Any], *, z_tol: float = 4.0) -> list[dict[str, Any]]:
+    """Rows of one SDE run (:func:`run_sde`): the final histogram against the steady state
+    e^{-Phi}/Z (Theorem 5 with Example 19's j), the mean angular velocity against its closed
+    form lambda pi^{3/2}/Z, and the mass outside the histogram box."""
     lam, n = float(res["lam"]), int(res["particles"])
     setting = (
         f"{n} particles, dt={float(res['dt']):g}, burn-in {float(res['t_burn']):g}, "
         f"window {float(res['t_sample']):g}"
     )
     probs = sde.bin_probabilities(res["edges"])
+    return [
+        *_sde_histogram_rows(res, probs, lam, n, setting),
+        *_sde_circulation_rows(res, lam, setting, z_tol),
+        row(
+            "sde",
+            "fraction_outside_histogram_box",
+            int(res["n_outside_final"]) / n,
+            lam=lam,
+            reference=1.0 - probs.sum(),
+            setting=setting,
+        ),
+    ]
+
+
+def _sde_histogram_rows(
+    res: dict[str, Any], probs: np.ndarray, lam: float, n: int, setting: str
+) -> list[dict[str, Any]]:
+    """TV distance and chi-square p-value of the final histogram against e^{-Phi}/Z."""
     tv = sde.total_variation(res["hist_final"], probs, n)
     med, q99 = sde.tv_null_quantiles(probs, n)
     pval, dof = chi2_pvalue(res["hist_final"], probs, n)
-    cf = dw.angular_velocity_closed_form(lam)
-    om, wi = res["omega_particle"], res["winding_particle"]
-    om_mean, om_se = float(om.mean()), float(om.std(ddof=1) / np.sqrt(om.size))
-    wi_mean, wi_se = float(wi.mean()), float(wi.std(ddof=1) / np.sqrt(wi.size))
     return [
         row(
             "sde",
@@ -267,37 +300,42 @@ def sde_rows(res: dict[str, Any], *, z_tol: float = 4.0) -> list[dict[str, Any]]
             passed=None if np.isnan(pval) else pval > 1e-3,
             setting=setting + f"; {dof} degrees of freedom",
         ),
-        row(
-            "sde",
-            "mean_angular_velocity_drift",
-            om_mean,
-            lam=lam,
-            reference=cf,
-            se=om_se,
-            tolerance=z_tol * om_se,
-            passed=abs(om_mean - cf) <= z_tol * om_se,
-            setting=setting + "; time average of (x1 b2 - x2 b1)/|x|^2, tolerance 4 s.e.",
-        ),
-        row(
-            "sde",
-            "mean_angular_velocity_winding",
-            wi_mean,
-            lam=lam,
-            reference=cf,
-            se=wi_se,
-            tolerance=z_tol * wi_se,
-            passed=abs(wi_mean - cf) <= z_tol * wi_se,
-            setting=setting + "; unwrapped angle change / window, tolerance 4 s.e.",
-        ),
-        row(
-            "sde",
-            "fraction_outside_histogram_box",
-            int(res["n_outside_final"]) / n,
-            lam=lam,
-            reference=1.0 - probs.sum(),
-            setting=setting,
-        ),
     ]
+
+
+def _sde_circulation_rows(
+    res: dict[str, Any], lam: float, setting: str, z_tol: float
+) -> list[dict[str, Any]]:
+    """Mean angular velocity (from the drift and from the winding angle) vs lambda pi^{3/2}/Z."""
+    cf = dw.angular_velocity_closed_form(lam)
+    out = []
+    for quantity, values, how in (
+        (
+            "mean_angular_velocity_drift",
+            res["omega_particle"],
+            "time average of (x1 b2 - x2 b1)/|x|^2",
+        ),
+        (
+            "mean_angular_velocity_winding",
+            res["winding_particle"],
+            "unwrapped angle change / window",
+        ),
+    ):
+        mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+        out.append(
+            row(
+                "sde",
+                quantity,
+                mean,
+                lam=lam,
+                reference=cf,
+                se=se,
+                tolerance=z_tol * se,
+                passed=abs(mean - cf) <= z_tol * se,
+                setting=setting + f"; {how}, tolerance 4 s.e.",
+            )
+        )
+    return out
 
 
 # ---------------------------------------------------------------- Fokker-Planck
@@ -307,7 +345,9 @@ def run_fokker_planck(
     g = fp.Grid(grid, half_width)
     r = fp.solve(lam, g, t_end, dt, log=log)
     L = fp.generator(g, lam)
-    ev = splinalg.eigs(L, k=3, sigma=0.05, which="LM", return_eigenvectors=False)
+    # a fixed start vector: ARPACK's default is random, which made the gap vary at 1e-15
+    v0 = np.ones(L.shape[0])
+    ev = splinalg.eigs(L, k=3, sigma=0.05, which="LM", v0=v0, return_eigenvectors=False)
     ev = ev[np.argsort(np.abs(ev))]
     pi = fp.stationary_masses(g).ravel()
     pi_null = fp.stationary_from_generator(L)
@@ -342,15 +382,24 @@ def run_fokker_planck(
 
 
 def fokker_planck_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    lam = float(res["lam"])
+    """Rows of one Fokker-Planck run (:func:`run_fokker_planck`): conservation and Theorem 5
+    along the evolution, then the discrete steady state against e^{-Phi}/Z."""
     setting = (
         f"{int(res['grid'])}^2 cells on [-{float(res['half_width']):g}, "
         f"{float(res['half_width']):g}]^2, implicit Euler dt={float(res['dt']):g}, "
         f"t_end={float(res['t'][-1]):g}"
     )
+    lam = float(res["lam"])
+    return _fp_evolution_rows(res, lam, setting) + _fp_stationary_rows(res, lam, setting)
+
+
+def _fp_evolution_rows(res: dict[str, Any], lam: float, setting: str) -> list[dict[str, Any]]:
+    """Mass conservation, positivity, and the free energy F = KL(rho || rho_ss) never
+    increasing (Theorem 5), with its first and last values."""
     kl = res["kl"]
     inc = float(np.diff(kl).max())
     mass_err = float(np.abs(res["mass"] - 1.0).max())
+    min_mass = float(res["min_mass"].min())
     return [
         row(
             "fokker_planck",
@@ -364,10 +413,10 @@ def fokker_planck_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         row(
             "fokker_planck",
             "min_cell_mass",
-            float(res["min_mass"].min()),
+            min_mass,
             lam=lam,
             tolerance=0.0,
-            passed=float(res["min_mass"].min()) >= 0.0,
+            passed=min_mass >= 0.0,
             setting=setting,
         ),
         row(
@@ -381,40 +430,56 @@ def fokker_planck_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         row("fokker_planck", "free_energy_initial", float(kl[0]), lam=lam, setting=setting),
         row("fokker_planck", "free_energy_final", float(kl[-1]), lam=lam, setting=setting),
+    ]
+
+
+def _fp_stationary_rows(res: dict[str, Any], lam: float, setting: str) -> list[dict[str, Any]]:
+    """The discrete steady state: reached at t_end, equal to the cell masses of e^{-Phi}/Z,
+    the null vector of the generator, with a divergence-free flux; the spectral gap; log Z."""
+    checked = (
+        # quantity, key of res, tolerance, what the setting adds
+        (
+            "tv_discrete_stationary_vs_exp_minus_phi",
+            "tv_pi_vs_exact",
+            1e-3,
+            "; cell masses vs e^{-Phi(centre)} h^2 / Z (exact Z on R^2)",
+        ),
+        (
+            "null_vector_vs_exp_minus_phi",
+            "null_vs_pi",
+            1e-10,
+            "; sparse solve of L m = 0, max |m - pi| / max pi",
+        ),
+        (
+            "max_abs_discrete_div_j_ss",
+            "max_abs_discrete_div",
+            1e-14,
+            "; stream-function face fluxes",
+        ),
+    )
+    rows = [
         row(
             "fokker_planck",
             "tv_final_vs_discrete_stationary",
             float(res["tv_final_vs_pi"]),
             lam=lam,
             setting=setting,
-        ),
-        row(
-            "fokker_planck",
-            "tv_discrete_stationary_vs_exp_minus_phi",
-            float(res["tv_pi_vs_exact"]),
-            lam=lam,
-            tolerance=1e-3,
-            passed=float(res["tv_pi_vs_exact"]) < 1e-3,
-            setting=setting + "; cell masses vs e^{-Phi(centre)} h^2 / Z (exact Z on R^2)",
-        ),
-        row(
-            "fokker_planck",
-            "null_vector_vs_exp_minus_phi",
-            float(res["null_vs_pi"]),
-            lam=lam,
-            tolerance=1e-10,
-            passed=float(res["null_vs_pi"]) < 1e-10,
-            setting=setting + "; sparse solve of L m = 0, max |m - pi| / max pi",
-        ),
-        row(
-            "fokker_planck",
-            "max_abs_discrete_div_j_ss",
-            float(res["max_abs_discrete_div"]),
-            lam=lam,
-            tolerance=1e-14,
-            passed=float(res["max_abs_discrete_div"]) < 1e-14,
-            setting=setting + "; stream-function face fluxes",
-        ),
+        )
+    ]
+    for quantity, key, tol, more in checked:
+        value = float(res[key])
+        rows.append(
+            row(
+                "fokker_planck",
+                quantity,
+                value,
+                lam=lam,
+                tolerance=tol,
+                passed=value < tol,
+                setting=setting + more,
+            )
+        )
+    return rows + [
         row(
             "fokker_planck",
             "spectral_gap",
@@ -446,8 +511,23 @@ def run_linearization(
     tol: float = 1e-10,
 ) -> tuple[dict[str, Any], list]:
     """Lemma 20 on random instances (minimum and saddle), the isotropic case (Lemma 6) and the
-    OU stationary covariance; returns arrays for the figure and the rows."""
+    OU stationary covariance; returns arrays for the figure and the rows.
+
+    One random stream (``seed``) feeds the three parts in this order.
+    """
     rng = np.random.default_rng(seed)
+    out, rows = _lemma20_random_rows(dim, rng, tol)
+    rows += _lemma6_rows(dim, rng, tol)
+    cov, cov_rows = _ou_covariance_rows(dim, rng, seed, beta, particles, dt, tol)
+    out.update(cov)
+    return out, rows + cov_rows
+
+
+def _lemma20_random_rows(
+    dim: int, rng: np.random.Generator, tol: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Lemma 20: recover U and Q from F = (D + Q) U and D, for a random minimum (U positive
+    definite) and a saddle (U indefinite), with full-rank and rank-deficient D."""
     out: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for key, make_u in (("pd", lz.random_spd), ("saddle", lz.random_symmetric_indefinite)):
@@ -482,43 +562,54 @@ def run_linearization(
                 setting=f"d={dim}, {what}, D of rank {max(1, dim // 2)}",
             )
         )
+    return out, rows
+
+
+def _lemma6_rows(dim: int, rng: np.random.Generator, tol: float) -> list[dict[str, Any]]:
+    """Lemma 6: with isotropic D = c I, Q = 0 and U = F / c for a symmetric F."""
     c = 0.7
     S = lz.random_symmetric_indefinite(dim, rng)
     dec = lz.decompose(S, c * np.eye(dim))
     eq, eu = np.abs(dec.Q).max(), np.abs(dec.U - S / c).max()
-    rows += [
-        row(
-            "lemma20",
-            "isotropic_max_abs_Q",
-            eq,
-            tolerance=tol,
-            passed=eq <= tol,
-            setting=f"Lemma 6: D = {c} I, symmetric indefinite F",
-        ),
+    setting = f"Lemma 6: D = {c} I, symmetric indefinite F"
+    return [
+        row("lemma20", "isotropic_max_abs_Q", eq, tolerance=tol, passed=eq <= tol, setting=setting),
         row(
             "lemma20",
             "isotropic_max_abs_U_minus_F_over_c",
             eu,
             tolerance=tol,
             passed=eu <= tol,
-            setting=f"Lemma 6: D = {c} I, symmetric indefinite F",
+            setting=setting,
         ),
     ]
+
+
+def _ou_covariance_rows(
+    dim: int,
+    rng: np.random.Generator,
+    seed: int,
+    beta: float,
+    particles: int,
+    dt: float,
+    tol: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The OU process dx = -F x dt + sqrt(2 beta^-1 D) dW with F = (D + Q) U has stationary
+    covariance beta^-1 U^-1: by the Lyapunov equation and by simulating ``particles`` paths."""
     U, D, Q = lz.random_spd(dim, rng), lz.random_psd(dim, rng), lz.random_antisymmetric(dim, rng)
     D = D + 0.2 * np.eye(dim)
     F = (D + Q) @ U
     sigma = lz.stationary_covariance(F, D, beta)
     theory = np.linalg.inv(U) / beta
     e_lyap = np.abs(sigma - theory).max()
-    rate = np.linalg.eigvals(F).real.min()
-    t_end = 12.0 / rate
+    t_end = 12.0 / np.linalg.eigvals(F).real.min()
     S_sim, se = lz.simulate_ou_covariance(
         F, D, beta, particles=particles, t_end=t_end, dt=dt, seed=seed + 1
     )
     z = float(np.abs((S_sim - theory) / se).max())
     n_free = dim * (dim + 1) // 2
     z_tol = float(stats.norm.isf(0.005 / n_free))  # Bonferroni, 1% family-wise
-    rows += [
+    rows = [
         row(
             "lemma20",
             "lyapunov_vs_inv_beta_inv_U",
@@ -537,8 +628,7 @@ def run_linearization(
             "max over entries of |S_sim - beta^-1 U^-1| / s.e., 1% Bonferroni bound",
         ),
     ]
-    out.update({"cov_sim": S_sim, "cov_se": se, "cov_theory": theory})
-    return out, rows
+    return {"cov_sim": S_sim, "cov_se": se, "cov_theory": theory}, rows
 
 
 def example19_lemma20_rows(crit: pd.DataFrame) -> list[dict[str, Any]]:

@@ -78,6 +78,48 @@ def _drift_inplace(x1: np.ndarray, x2: np.ndarray, lam: float) -> tuple[np.ndarr
     return b1, b2
 
 
+@dataclass
+class _Window:
+    """Statistics accumulated over the sampling window (after burn-in) of :func:`simulate`."""
+
+    edges: np.ndarray
+    particles: int
+    n_paths: int
+    rec_stride: int
+    path_stride: int
+    n_path_steps: int
+    dt: float
+
+    def __post_init__(self) -> None:
+        bins = len(self.edges) - 1
+        self.hist_pooled = np.zeros((bins, bins))
+        self.omega_sum = np.zeros(self.particles)
+        self.winding = np.zeros(self.particles)
+        self.path_t: list[float] = []
+        self.paths: list[np.ndarray] = []
+        self.path_theta: list[np.ndarray] = []
+        self.theta_paths = np.zeros(self.n_paths)
+
+    def before_step(self, k: int, x1, x2, b1, b2) -> None:
+        """Record step ``k`` of the window at the current positions and drift."""
+        r2 = x1 * x1 + x2 * x2
+        num = x1 * b2 - x2 * b1
+        self.omega_sum += np.divide(num, r2, out=np.zeros_like(num), where=r2 > 0)
+        if k % self.rec_stride == 0:
+            self.hist_pooled += np.histogram2d(x1, x2, bins=(self.edges, self.edges))[0]
+        if k < self.n_path_steps and k % self.path_stride == 0:
+            self.path_t.append(k * self.dt)
+            self.paths.append(np.stack([x1[: self.n_paths], x2[: self.n_paths]], axis=-1))
+            self.path_theta.append(self.theta_paths.copy())
+
+    def after_step(self, k: int, x1, x2, y1, y2) -> None:
+        """Add the angle swept by the move ``x -> y`` of step ``k``, in (-pi, pi]."""
+        dtheta = np.arctan2(x1 * y2 - x2 * y1, x1 * y1 + x2 * y2)
+        self.winding += dtheta
+        if k < self.n_path_steps:
+            self.theta_paths += dtheta[: self.n_paths]
+
+
 def simulate(
     lam: float,
     particles: int,
@@ -107,67 +149,54 @@ def simulate(
     n_sample = int(round(t_sample / dt))
     if n_sample < 1:
         raise ValueError(f"theory.sde: t_sample={t_sample} is shorter than dt={dt}")
-    rec_stride = max(1, int(round(record_every / dt)))
-    path_stride = max(1, int(round(path_every / dt)))
-    n_path_steps = min(n_sample, int(round(path_time / dt)))
-    n_paths = min(n_paths, particles)
+    window = _Window(
+        edges=np.linspace(-half_width, half_width, bins + 1),
+        particles=particles,
+        n_paths=min(n_paths, particles),
+        rec_stride=max(1, int(round(record_every / dt))),
+        path_stride=max(1, int(round(path_every / dt))),
+        n_path_steps=min(n_sample, int(round(path_time / dt))),
+        dt=dt,
+    )
     noise = np.sqrt(2.0 * dt)
-
     x1 = x0[0] + x0_std * rng.standard_normal(particles)
     x2 = x0[1] + x0_std * rng.standard_normal(particles)
-    edges = np.linspace(-half_width, half_width, bins + 1)
-    hist_pooled = np.zeros((bins, bins))
-    omega_sum = np.zeros(particles)
-    winding = np.zeros(particles)
-    path_t, paths, path_theta = [], [], []
-    theta_paths = np.zeros(n_paths)
-
     for step in range(n_burn + n_sample):
-        sampling = step >= n_burn
         b1, b2 = _drift_inplace(x1, x2, lam)
-        if sampling:
-            k = step - n_burn
-            r2 = x1 * x1 + x2 * x2
-            num = x1 * b2 - x2 * b1
-            omega_sum += np.divide(num, r2, out=np.zeros_like(num), where=r2 > 0)
-            if k % rec_stride == 0:
-                hist_pooled += np.histogram2d(x1, x2, bins=(edges, edges))[0]
-            if k < n_path_steps and k % path_stride == 0:
-                path_t.append(k * dt)
-                paths.append(np.stack([x1[:n_paths], x2[:n_paths]], axis=-1))
-                path_theta.append(theta_paths.copy())
+        if step >= n_burn:
+            window.before_step(step - n_burn, x1, x2, b1, b2)
         z = rng.standard_normal((2, particles))
         y1 = x1 + b1 * dt + noise * z[0]
         y2 = x2 + b2 * dt + noise * z[1]
-        if sampling:
-            # angle swept in this step, in (-pi, pi]
-            dtheta = np.arctan2(x1 * y2 - x2 * y1, x1 * y1 + x2 * y2)
-            winding += dtheta
-            if step - n_burn < n_path_steps:
-                theta_paths += dtheta[:n_paths]
+        if step >= n_burn:
+            window.after_step(step - n_burn, x1, x2, y1, y2)
         x1, x2 = y1, y2
         if log is not None and (step + 1) % max(1, (n_burn + n_sample) // 10) == 0:
             log.info("lambda=%g: step %d / %d", lam, step + 1, n_burn + n_sample)
-
     if not (np.all(np.isfinite(x1)) and np.all(np.isfinite(x2))):
         raise FloatingPointError(
             f"theory.sde: Euler-Maruyama diverged for lambda={lam}, dt={dt}; lower theory.sde.dt"
         )
-    hist_final = np.histogram2d(x1, x2, bins=(edges, edges))[0]
+    return _result(lam, dt, t_burn, n_sample, window, x1, x2)
+
+
+def _result(lam: float, dt: float, t_burn: float, n_sample: int, w: _Window, x1, x2) -> SDEResult:
+    """The :class:`SDEResult` of a finished run from its window statistics and final positions."""
+    hist_final = np.histogram2d(x1, x2, bins=(w.edges, w.edges))[0]
     return SDEResult(
         lam=float(lam),
         dt=float(dt),
         t_burn=float(t_burn),
         t_sample=n_sample * dt,
-        edges=edges,
+        edges=w.edges,
         hist_final=hist_final,
-        hist_pooled=hist_pooled,
-        n_outside_final=int(particles - hist_final.sum()),
-        omega_particle=omega_sum / n_sample,
-        winding_particle=winding / (n_sample * dt),
-        path_t=np.asarray(path_t),
-        paths=np.asarray(paths).reshape(-1, n_paths, 2),
-        path_theta=np.asarray(path_theta).reshape(-1, n_paths),
+        hist_pooled=w.hist_pooled,
+        n_outside_final=int(x1.size - hist_final.sum()),
+        omega_particle=w.omega_sum / n_sample,
+        winding_particle=w.winding / (n_sample * dt),
+        path_t=np.asarray(w.path_t),
+        paths=np.asarray(w.paths).reshape(-1, w.n_paths, 2),
+        path_theta=np.asarray(w.path_theta).reshape(-1, w.n_paths),
     )
 
 
