@@ -10,29 +10,26 @@ A snapshot (``results/{experiment}/snapshots/{fraction}.pt``) is a dict saved wi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from sgdvi.atomic import atomic_path
 from sgdvi.models import build_model
 
 REQUIRED_KEYS = ("state_dict", "model", "num_classes", "dropout")
 
 
 def save_snapshot(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
-    """Write ``model``'s state and ``meta`` atomically (temp file + rename)."""
+    """Write ``model``'s state and ``meta`` atomically (:func:`sgdvi.atomic.atomic_path`)."""
     missing = [k for k in ("model", "num_classes", "dropout") if k not in meta]
     if missing:
         raise ValueError(f"snapshot meta lacks {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**meta, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({**meta, "state_dict": state}, tmp)
 
 
 def load_snapshot(
@@ -49,7 +46,9 @@ def load_snapshot(
         raise
     except Exception as exc:  # corrupt or truncated file
         raise RuntimeError(
-            f"cannot read snapshot {path}: {exc}. Delete it and rerun the training rule"
+            f"cannot read snapshot {path}: {exc}. Delete it (rm {path}) and run "
+            f"`snakemake {path}`: only the snapshot's own rule runs again (if the experiment's "
+            f"trained/ copy is damaged too, delete that folder to retrain)"
         ) from exc
     missing = [k for k in REQUIRED_KEYS if k not in blob]
     if missing:

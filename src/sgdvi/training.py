@@ -24,6 +24,9 @@ of training (Figs. 1 and 2). This module implements that run:
   requested (SIGTERM/SIGINT via :func:`stop_on_signals`); :func:`train` resumes from it and
   ends with the same weights, bit for bit on CPU, as an uninterrupted run. The checkpoint is
   deleted once all outputs are written.
+- Divergence (a non-finite loss, weight or BN statistic, or a loss above
+  ``divergence_factor`` times the first mini-batch loss) stops the run with
+  :class:`TrainingDiverged` naming experiment and epoch, and leaves no snapshot.
 """
 
 from __future__ import annotations
@@ -31,12 +34,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sgdvi.atomic import atomic_path
 from sgdvi.config import DATASET_CLASSES, fraction_tag, snapshot_epoch
 from sgdvi.data import Prepared
 from sgdvi.models import MODEL_SPECS, build_model
@@ -57,6 +60,10 @@ CHECKPOINT_FORMAT = 1
 
 #: mini-batches between checks that the running training loss is finite (each check syncs)
 FINITE_CHECK_EVERY = 50
+
+#: default of ``training.divergence_factor``: a loss above this multiple of the first
+#: mini-batch's loss counts as divergence
+DIVERGENCE_FACTOR = 100.0
 
 METRIC_COLUMNS = (
     "epoch",
@@ -71,7 +78,7 @@ METRIC_COLUMNS = (
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """A loss, weight or BN statistic became non-finite, or the loss exceeded its bound."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -287,15 +294,10 @@ def _set_rng_state(state: dict, device: torch.device, shuffle, aug) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (temp file, fsync, rename): a kill leaves the old one intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` atomically (:func:`sgdvi.atomic.atomic_path`): a kill or a full disk
+    leaves the previous checkpoint intact and no temporary file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -331,33 +333,28 @@ def _write_snapshot(path: Path, settings: TrainSettings, blob: dict[str, Any]) -
     save_snapshot(path, model, blob["meta"])
 
 
-def train(
-    settings: TrainSettings,
-    data: Prepared,
-    paths: TrainPaths,
-    device: str | torch.device = "cpu",
-    eval_batch_size: int = 2048,
-    checkpoint_every: int = 1,
-    stop: StopRequest | None = None,
-) -> pd.DataFrame:
-    """Train ``settings.model`` on ``data``; write snapshots and the metrics table; return it.
+@dataclass
+class _Run:
+    """Mutable state of a training run: what a checkpoint saves and :func:`train` advances."""
 
-    Resumes from ``paths.checkpoint`` if it holds a run with the same settings and data
-    (otherwise it is ignored with a warning and overwritten). Raises
-    :class:`TrainingDiverged` on a non-finite loss and :class:`TrainingInterrupted` after
-    saving a checkpoint when ``stop`` is requested.
-    """
-    device = torch.device(device)
-    stop = stop if stop is not None else StopRequest()
-    _check_data(settings, data)
-    name = settings.experiment
-    fingerprint = data_fingerprint(data)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    n, b = len(y_train), settings.batch_size
-    steps = n // b
-    snap_epochs = settings.snapshot_epochs()
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    shuffle_gen: torch.Generator
+    aug_gen: torch.Generator
+    augment: Callable[[torch.Tensor], torch.Tensor] | None
+    loss_sum: torch.Tensor
+    wrong: torch.Tensor
+    epoch: int = 0  # finished epochs
+    step: int = 0  # finished steps of the current epoch
+    perm: torch.Tensor | None = None
+    epoch_seconds: float = 0.0
+    initial_loss: float | None = None  # first mini-batch loss: scale of the divergence bound
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    taken: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+
+def _new_run(settings: TrainSettings, device: torch.device) -> _Run:
+    """Seeded network, optimizer and generators of a run that starts at epoch 0."""
     torch.manual_seed(settings.seed)
     model = build_model(settings.model, settings.num_classes, settings.dropout).to(device)
     optimizer = make_optimizer(
@@ -376,198 +373,351 @@ def train(
         def augment(xb: torch.Tensor) -> torch.Tensor:
             return random_flip_crop(xb, aug_gen, pad=4)
 
-    epoch, step = 0, 0  # finished epochs; finished steps of the current epoch
-    perm: torch.Tensor | None = None
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    wrong = torch.zeros((), dtype=torch.int64, device=device)
-    epoch_seconds = 0.0
-    rows: list[dict[str, Any]] = []
-    taken: dict[str, dict[str, Any]] = {}
+    return _Run(
+        model=model,
+        optimizer=optimizer,
+        shuffle_gen=shuffle_gen,
+        aug_gen=aug_gen,
+        augment=augment,
+        loss_sum=torch.zeros((), dtype=torch.float64, device=device),
+        wrong=torch.zeros((), dtype=torch.int64, device=device),
+    )
 
-    if paths.checkpoint.exists():
-        state = load_checkpoint(paths.checkpoint)
-        if state["settings"] != settings.identity() or state["data"] != fingerprint:
-            LOG.warning(
-                "%s: checkpoint %s was written for other settings or data; starting over",
-                name,
-                paths.checkpoint,
-            )
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            _set_rng_state(state["rng"], device, shuffle_gen, aug_gen)
-            epoch, step = state["epoch"], state["step"]
-            perm = state["perm"]
-            loss_sum = state["loss_sum"].to(device)
-            wrong = state["wrong"].to(device)
-            epoch_seconds = state["epoch_seconds"]
-            rows = list(state["metrics"])
-            taken = dict(state["snapshots"])
-            for tag, blob in taken.items():
-                if not paths.snapshot(tag).exists():
-                    _write_snapshot(paths.snapshot(tag), settings, blob)
-            LOG.info(
-                "%s: resuming from %s: epoch %d, after step %d/%d",
-                name,
-                paths.checkpoint,
-                epoch + 1,
-                step,
-                steps,
-            )
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            paths.checkpoint,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "settings": settings.identity(),
-                "data": fingerprint,
-                "epoch": epoch,
-                "step": step,
-                "perm": perm.cpu() if perm is not None else None,
-                "loss_sum": loss_sum.cpu(),
-                "wrong": wrong.cpu(),
-                "epoch_seconds": epoch_seconds,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(device, shuffle_gen, aug_gen),
-                "metrics": rows,
-                "snapshots": taken,
-            },
-        )
+def _checkpoint_state(
+    run: _Run, settings: TrainSettings, fingerprint: str, device: torch.device
+) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "settings": settings.identity(),
+        "data": fingerprint,
+        "epoch": run.epoch,
+        "step": run.step,
+        "perm": run.perm.cpu() if run.perm is not None else None,
+        "loss_sum": run.loss_sum.cpu(),
+        "wrong": run.wrong.cpu(),
+        "epoch_seconds": run.epoch_seconds,
+        "initial_loss": run.initial_loss,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "rng": _rng_state(device, run.shuffle_gen, run.aug_gen),
+        "metrics": run.rows,
+        "snapshots": run.taken,
+    }
 
-    def interrupt() -> None:
-        checkpoint()
-        signame = signal.Signals(stop.signum).name if stop.signum else "a stop request"
-        raise TrainingInterrupted(
-            f"{name}: interrupted by {signame} at epoch {epoch + 1}, step {step}/{steps}; "
-            f"state saved to {paths.checkpoint}. Rerun the same command to resume from there",
-            stop.signum,
-            paths.checkpoint,
-        )
 
-    def diverged(what: str, value: float, lr: float) -> TrainingDiverged:
-        return TrainingDiverged(
-            f"experiment {name}: {what} became {value} in epoch {epoch + 1} (lr {lr:g}). "
-            f"The learning rate is probably too large: lower experiments.{name}.lr_schedule"
-        )
-
-    started = time.perf_counter()
-    epochs_timed, seconds_timed = 0, 0.0
-    while epoch < settings.epochs:
-        lr = lr_at(settings.lr_schedule, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        t0 = time.perf_counter()
-        if perm is None:
-            perm = torch.randperm(n, generator=shuffle_gen).to(device)
-        else:
-            perm = perm.to(device)
-        while step < steps:
-            idx = perm[step * b : (step + 1) * b]
-            xb = x_train.index_select(0, idx)
-            yb = y_train.index_select(0, idx)
-            if augment is not None:
-                xb = augment(xb)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                loss_sum += loss.detach().double()
-                wrong += (out.argmax(1) != yb).sum()
-            step += 1
-            if step % FINITE_CHECK_EVERY == 0 and not math.isfinite(float(loss_sum)):
-                raise diverged("the training loss", float(loss_sum), lr)
-            if stop.requested and step < steps:
-                epoch_seconds += time.perf_counter() - t0
-                interrupt()
-        train_loss = float(loss_sum) / steps
-        train_error = int(wrong) / (steps * b)
-        if not math.isfinite(train_loss):
-            raise diverged("the training loss", train_loss, lr)
-        seconds = epoch_seconds + time.perf_counter() - t0
-        t1 = time.perf_counter()
-        test_loss, test_error = evaluate(model, x_test, y_test, eval_batch_size)
-        eval_seconds = time.perf_counter() - t1
-        if not math.isfinite(test_loss):
-            raise diverged("the test loss", test_loss, lr)
-        epoch += 1
-        step, perm, epoch_seconds = 0, None, 0.0
-        loss_sum.zero_()
-        wrong.zero_()
-        rows.append(
-            {
-                "epoch": epoch,
-                "lr": lr,
-                "train_loss": train_loss,
-                "train_error": train_error,
-                "test_loss": test_loss,
-                "test_error": test_error,
-                "seconds": seconds,
-                "eval_seconds": eval_seconds,
-            }
-        )
-        epochs_timed += 1
-        seconds_timed = time.perf_counter() - started
-        eta = seconds_timed / epochs_timed * (settings.epochs - epoch)
-        LOG.info(
-            "%s epoch %d/%d lr %.4g | train loss %.4f err %.2f%% | test loss %.4f err %.2f%% "
-            "| %.1f s + eval %.1f s | ETA %s",
+def _resume(
+    run: _Run,
+    settings: TrainSettings,
+    paths: TrainPaths,
+    fingerprint: str,
+    device: torch.device,
+    steps: int,
+) -> None:
+    """Load ``paths.checkpoint`` into ``run`` if it was written for these settings and data."""
+    if not paths.checkpoint.exists():
+        return
+    name = settings.experiment
+    state = load_checkpoint(paths.checkpoint)
+    if state["settings"] != settings.identity() or state["data"] != fingerprint:
+        LOG.warning(
+            "%s: checkpoint %s was written for other settings or data; starting over",
             name,
-            epoch,
-            settings.epochs,
-            lr,
-            train_loss,
-            100 * train_error,
-            test_loss,
-            100 * test_error,
-            seconds,
-            eval_seconds,
-            _format_seconds(eta),
+            paths.checkpoint,
         )
-        for tag, at in snap_epochs.items():
-            if at == epoch:
-                meta = {
-                    "model": settings.model,
-                    "num_classes": settings.num_classes,
-                    "dropout": settings.dropout,
-                    "experiment": name,
-                    "dataset": settings.dataset,
-                    "epoch": epoch,
-                    "fraction": float(tag),
-                    "epochs": settings.epochs,
-                    "batch_size": b,
-                    "lr": lr,
-                    "momentum": settings.momentum,
-                    "nesterov": settings.nesterov,
-                    "weight_decay": settings.weight_decay,
-                    "seed": settings.seed,
-                    "train_subset": settings.train_subset,
-                    "augment": settings.augment,
-                    "train_loss": train_loss,
-                    "train_error": train_error,
-                    "test_loss": test_loss,
-                    "test_error": test_error,
-                }
-                state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                taken[tag] = {"state_dict": state_dict, "meta": meta}
-                save_snapshot(paths.snapshot(tag), model, meta)
-        if epoch < settings.epochs:
-            if stop.requested:
-                interrupt()
-            if epoch % checkpoint_every == 0:
-                checkpoint()
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], device, run.shuffle_gen, run.aug_gen)
+    run.epoch, run.step = state["epoch"], state["step"]
+    run.perm = state["perm"]
+    run.loss_sum = state["loss_sum"].to(device)
+    run.wrong = state["wrong"].to(device)
+    run.epoch_seconds = state["epoch_seconds"]
+    run.initial_loss = state.get("initial_loss")
+    run.rows = list(state["metrics"])
+    run.taken = dict(state["snapshots"])
+    for tag, blob in run.taken.items():
+        if not paths.snapshot(tag).exists():
+            _write_snapshot(paths.snapshot(tag), settings, blob)
+    LOG.info(
+        "%s: resuming from %s: epoch %d, after step %d/%d",
+        name,
+        paths.checkpoint,
+        run.epoch + 1,
+        run.step,
+        steps,
+    )
 
-    metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-    paths.metrics.parent.mkdir(parents=True, exist_ok=True)
-    tmp = paths.metrics.with_name(paths.metrics.name + ".tmp")
-    metrics.to_parquet(tmp, index=False)
-    os.replace(tmp, paths.metrics)
-    for tag, blob in taken.items():
+
+def describe_checkpoint(path: Path) -> str:
+    """One line saying where a rerun starts from (for the attempt header of the log)."""
+    path = Path(path)
+    if not path.exists():
+        return "nothing: no checkpoint, training starts at epoch 1"
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError:
+        return f"unreadable checkpoint {path}"
+    return (
+        f"checkpoint {path}: epoch {state['epoch'] + 1}, after step {state['step']} "
+        "(used if settings and data match)"
+    )
+
+
+class _Divergence:
+    """Raises :class:`TrainingDiverged` naming experiment and epoch (issue 10, case 1).
+
+    Divergence is a non-finite loss, weight or BN statistic, or a loss above ``factor`` times
+    the loss of the first mini-batch (``factor`` = ``training.divergence_factor``).
+    """
+
+    def __init__(self, settings: TrainSettings, run: _Run, factor: float | None) -> None:
+        self.name = settings.experiment
+        self.run = run
+        self.factor = factor
+
+    def error(self, what: str, value: Any, lr: float) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"experiment {self.name}: {what} became {value} in epoch {self.run.epoch + 1} "
+            f"(lr {lr:g}). The learning rate is probably too large: lower "
+            f"experiments.{self.name}.lr_schedule"
+        )
+
+    def bound(self) -> float:
+        if self.factor is None or self.run.initial_loss is None:
+            return math.inf
+        return self.factor * max(self.run.initial_loss, 1e-12)
+
+    def check_loss(self, what: str, value: float, lr: float) -> None:
+        if not math.isfinite(value):
+            raise self.error(what, value, lr)
+        if value > self.bound():
+            raise self.error(
+                what,
+                f"{value:.4g}, more than training.divergence_factor ({self.factor:g}) times the "
+                f"initial loss {self.run.initial_loss:.4g},",
+                lr,
+            )
+
+    def check_state(self, lr: float) -> None:
+        """Every weight and BN buffer (running_mean, running_var) must be finite."""
+        with torch.no_grad():
+            for key, value in self.run.model.state_dict().items():
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise self.error(f"{key} (non-finite values)", "inf/nan", lr)
+
+
+def _train_epoch(
+    run: _Run,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    batch_size: int,
+    lr: float,
+    stop: StopRequest,
+    guard: _Divergence,
+    interrupt: Callable[[], None],
+) -> float:
+    """Finish the current epoch from ``run.step``; returns its seconds (resumed part too)."""
+    n, b = len(y_train), batch_size
+    steps = n // b
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.model.train()
+    t0 = time.perf_counter()
+    if run.perm is None:
+        run.perm = torch.randperm(n, generator=run.shuffle_gen).to(x_train.device)
+    else:
+        run.perm = run.perm.to(x_train.device)
+    while run.step < steps:
+        idx = run.perm[run.step * b : (run.step + 1) * b]
+        xb = x_train.index_select(0, idx)
+        yb = y_train.index_select(0, idx)
+        if run.augment is not None:
+            xb = run.augment(xb)
+        out = run.model(xb)
+        loss = F.cross_entropy(out, yb)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        with torch.no_grad():
+            run.loss_sum += loss.detach().double()
+            run.wrong += (out.argmax(1) != yb).sum()
+        run.step += 1
+        if run.initial_loss is None:
+            run.initial_loss = float(loss.detach())
+        if run.step % FINITE_CHECK_EVERY == 0:
+            guard.check_loss("the running training loss", float(run.loss_sum) / run.step, lr)
+        if stop.requested and run.step < steps:
+            run.epoch_seconds += time.perf_counter() - t0
+            interrupt()
+    return run.epoch_seconds + time.perf_counter() - t0
+
+
+def _snapshot_meta(
+    settings: TrainSettings, epoch: int, tag: str, lr: float, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": settings.model,
+        "num_classes": settings.num_classes,
+        "dropout": settings.dropout,
+        "experiment": settings.experiment,
+        "dataset": settings.dataset,
+        "epoch": epoch,
+        "fraction": float(tag),
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "lr": lr,
+        "momentum": settings.momentum,
+        "nesterov": settings.nesterov,
+        "weight_decay": settings.weight_decay,
+        "seed": settings.seed,
+        "train_subset": settings.train_subset,
+        "augment": settings.augment,
+        **{k: row[k] for k in ("train_loss", "train_error", "test_loss", "test_error")},
+    }
+
+
+def _log_epoch(settings: TrainSettings, row: Mapping[str, Any], eta: float) -> None:
+    LOG.info(
+        "%s epoch %d/%d lr %.4g | train loss %.4f err %.2f%% | test loss %.4f err %.2f%% "
+        "| %.1f s + eval %.1f s | ETA %s",
+        settings.experiment,
+        row["epoch"],
+        settings.epochs,
+        row["lr"],
+        row["train_loss"],
+        100 * row["train_error"],
+        row["test_loss"],
+        100 * row["test_error"],
+        row["seconds"],
+        row["eval_seconds"],
+        _format_seconds(eta),
+    )
+
+
+def _finish_epoch(
+    run: _Run,
+    settings: TrainSettings,
+    paths: TrainPaths,
+    data: tuple[torch.Tensor, torch.Tensor],
+    lr: float,
+    seconds: float,
+    eval_batch_size: int,
+    guard: _Divergence,
+) -> dict[str, Any]:
+    """Epoch metrics, divergence checks, then the snapshots due after this epoch."""
+    steps = run.step
+    train_loss = float(run.loss_sum) / steps
+    train_error = int(run.wrong) / (steps * settings.batch_size)
+    guard.check_loss("the training loss", train_loss, lr)
+    guard.check_state(lr)
+    t1 = time.perf_counter()
+    test_loss, test_error = evaluate(run.model, *data, eval_batch_size)
+    eval_seconds = time.perf_counter() - t1
+    guard.check_loss("the test loss", test_loss, lr)
+    run.epoch += 1
+    run.step, run.perm, run.epoch_seconds = 0, None, 0.0
+    run.loss_sum.zero_()
+    run.wrong.zero_()
+    row = {
+        "epoch": run.epoch,
+        "lr": lr,
+        "train_loss": train_loss,
+        "train_error": train_error,
+        "test_loss": test_loss,
+        "test_error": test_error,
+        "seconds": seconds,
+        "eval_seconds": eval_seconds,
+    }
+    run.rows.append(row)
+    for tag, at in settings.snapshot_epochs().items():
+        if at == run.epoch:
+            meta = _snapshot_meta(settings, run.epoch, tag, lr, row)
+            sd = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+            run.taken[tag] = {"state_dict": sd, "meta": meta}
+            save_snapshot(paths.snapshot(tag), run.model, meta)
+    return row
+
+
+def _write_outputs(run: _Run, settings: TrainSettings, paths: TrainPaths) -> pd.DataFrame:
+    """Metrics table (atomically), any snapshot missing on disk; then drop the checkpoint."""
+    metrics = pd.DataFrame(run.rows, columns=list(METRIC_COLUMNS))
+    with atomic_path(paths.metrics) as tmp:
+        metrics.to_parquet(tmp, index=False)
+    for tag, blob in run.taken.items():
         if not paths.snapshot(tag).exists():
             _write_snapshot(paths.snapshot(tag), settings, blob)
     paths.checkpoint.unlink(missing_ok=True)
     return metrics
+
+
+def _remove_snapshots(run: _Run, paths: TrainPaths) -> None:
+    """A diverged run leaves no snapshot behind (issue 10: nothing downstream may use it)."""
+    for tag in run.taken:
+        paths.snapshot(tag).unlink(missing_ok=True)
+
+
+def train(
+    settings: TrainSettings,
+    data: Prepared,
+    paths: TrainPaths,
+    device: str | torch.device = "cpu",
+    eval_batch_size: int = 2048,
+    checkpoint_every: int = 1,
+    stop: StopRequest | None = None,
+    divergence_factor: float | None = DIVERGENCE_FACTOR,
+) -> pd.DataFrame:
+    """Train ``settings.model`` on ``data``; write snapshots and the metrics table; return it.
+
+    Resumes from ``paths.checkpoint`` if it holds a run with the same settings and data
+    (otherwise it is ignored with a warning and overwritten). Raises
+    :class:`TrainingDiverged` (and removes the run's snapshots) on a non-finite loss, weight
+    or BN statistic or a loss above ``divergence_factor`` times the first mini-batch loss
+    (``None``: no bound), and :class:`TrainingInterrupted` after saving a checkpoint when
+    ``stop`` is requested.
+    """
+    device = torch.device(device)
+    stop = stop if stop is not None else StopRequest()
+    _check_data(settings, data)
+    fingerprint = data_fingerprint(data)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    test = (data.x_test.to(device), data.y_test.to(device))
+    steps = len(y_train) // settings.batch_size
+    run = _new_run(settings, device)
+    _resume(run, settings, paths, fingerprint, device, steps)
+    guard = _Divergence(settings, run, divergence_factor)
+
+    def interrupt() -> None:
+        save_checkpoint(paths.checkpoint, _checkpoint_state(run, settings, fingerprint, device))
+        signame = signal.Signals(stop.signum).name if stop.signum else "a stop request"
+        raise TrainingInterrupted(
+            f"{settings.experiment}: interrupted by {signame} at epoch {run.epoch + 1}, step "
+            f"{run.step}/{steps}; state saved to {paths.checkpoint}. Rerun the same command to "
+            "resume from there",
+            stop.signum,
+            paths.checkpoint,
+        )
+
+    started, epochs_timed = time.perf_counter(), 0
+    try:
+        while run.epoch < settings.epochs:
+            lr = lr_at(settings.lr_schedule, run.epoch)
+            seconds = _train_epoch(
+                run, x_train, y_train, settings.batch_size, lr, stop, guard, interrupt
+            )
+            row = _finish_epoch(run, settings, paths, test, lr, seconds, eval_batch_size, guard)
+            epochs_timed += 1
+            elapsed = time.perf_counter() - started
+            _log_epoch(settings, row, elapsed / epochs_timed * (settings.epochs - run.epoch))
+            if run.epoch < settings.epochs:
+                if stop.requested:
+                    interrupt()
+                if run.epoch % checkpoint_every == 0:
+                    save_checkpoint(
+                        paths.checkpoint, _checkpoint_state(run, settings, fingerprint, device)
+                    )
+    except TrainingDiverged:
+        _remove_snapshots(run, paths)
+        raise
+    return _write_outputs(run, settings, paths)

@@ -5,21 +5,30 @@ Prepared datasets are npz files ``results/data/{name}.npz`` with arrays
 - ``x_train`` float32 (N, C, H, W), ``y_train`` int64 (N,)
 - ``x_test``  float32 (M, C, H, W), ``y_test``  int64 (M,)
 
-and, for ZCA-whitened CIFAR, ``zca_W`` (3072, 3072) and ``zca_mean`` (3072,).
-:func:`load_prepared` reads them back as torch tensors.
+and, for ZCA-whitened CIFAR, ``zca_W`` (3072, 3072) and ``zca_mean`` (3072,); for MNIST,
+``options_json`` (the dataset's options of the config's ``datasets:``, JSON text).
+:func:`load_prepared` reads them back as torch tensors, :func:`load_dataset_options` the options.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from sgdvi.data.augment import random_flip_crop
 
-__all__ = ["PREPARED_KEYS", "Prepared", "load_prepared", "random_flip_crop", "save_prepared"]
+__all__ = [
+    "PREPARED_KEYS",
+    "Prepared",
+    "load_dataset_options",
+    "load_prepared",
+    "random_flip_crop",
+    "save_prepared",
+]
 
 
 class Prepared(NamedTuple):
@@ -39,15 +48,14 @@ def save_prepared(path: str | Path, **arrays: np.ndarray) -> None:
     missing = [k for k in PREPARED_KEYS if k not in arrays]
     if missing:
         raise ValueError(f"prepared dataset lacks arrays {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays["x_train"] = np.ascontiguousarray(arrays["x_train"], dtype=np.float32)
     arrays["x_test"] = np.ascontiguousarray(arrays["x_test"], dtype=np.float32)
     arrays["y_train"] = np.asarray(arrays["y_train"], dtype=np.int64)
     arrays["y_test"] = np.asarray(arrays["y_test"], dtype=np.int64)
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    from sgdvi.atomic import atomic_path  # temp file removed on any failure (issue 10)
+
+    with atomic_path(path) as tmp:  # tmp ends in .npz: numpy adds no suffix
+        np.savez(tmp, **arrays)
 
 
 def load_prepared(
@@ -84,3 +92,12 @@ def load_prepared(
         x_test=torch.as_tensor(arrays["x_test"], dtype=dtype, device=device),
         y_test=torch.as_tensor(arrays["y_test"], dtype=torch.int64, device=device),
     )
+
+
+def load_dataset_options(path: str | Path) -> dict[str, Any]:
+    """The options a prepared MNIST dataset was made with (size, classes, per_class,
+    sample_seed, authors_wrap, normalisation); ``{}`` for files without them (CIFAR)."""
+    with np.load(Path(path)) as z:
+        if "options_json" not in z.files:
+            return {}
+        return json.loads(str(z["options_json"]))

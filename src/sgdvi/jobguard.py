@@ -1,0 +1,201 @@
+"""Keep one long-running job (trainer, trajectory runner) per checkpoint, and none orphaned.
+
+Two faults this module prevents (issue 10, case 3): after ``kill -9`` of Snakemake its
+``train.py`` child kept running, and the rerun (after ``--unlock``) trained alongside it on the
+same checkpoint file.
+
+- :func:`checkpoint_lock` holds an exclusive :func:`fcntl.flock` on ``<checkpoint>.lock`` for
+  the whole run; a second job on the same checkpoint refuses at once with
+  :class:`CheckpointLocked`, naming the holder's PID. The kernel drops the lock when the holder
+  dies, however it dies, so a stale lock file never blocks a rerun.
+- :func:`die_with_parent` asks Linux to send this process SIGTERM when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``); the trainer turns SIGTERM into "save a checkpoint and exit".
+- :class:`AncestorWatch` covers what PDEATHSIG cannot see: Snakemake starts a script through a
+  shell, so the script's parent is ``bash`` and Snakemake is its grandparent. A daemon thread
+  checks every ``interval`` seconds that the recorded ancestors are still alive and still
+  linked (each one's parent unchanged) and calls ``on_orphaned`` (e.g. ``stop.request``) once
+  they are not.
+
+Usage (the trajectory runner can do the same around its chunk loop)::
+
+    die_with_parent()
+    with checkpoint_lock(ckpt), AncestorWatch(lambda: stop.request(signal.SIGTERM)):
+        run(...)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+class CheckpointLocked(RuntimeError):
+    """Another live process holds the lock of this checkpoint."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+def lock_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """The lock file of ``checkpoint``: ``<checkpoint>.lock`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".lock")
+
+
+def _holder(path: Path) -> tuple[int | None, str]:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None, ""
+    first = text.split(maxsplit=1)
+    try:
+        return int(first[0]), text
+    except (IndexError, ValueError):
+        return None, text
+
+
+@contextmanager
+def checkpoint_lock(checkpoint: str | os.PathLike[str], what: str = "job") -> Iterator[Path]:
+    """Hold ``<checkpoint>.lock`` for the ``with`` block, or raise :class:`CheckpointLocked`.
+
+    The lock file holds ``"<pid> <host> <start time>"`` of the holder and is removed on exit.
+    ``what`` names the job in the error (``"trainer of lenet-mnist"``).
+    """
+    path = lock_path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            pid, text = _holder(path)
+            who = f"PID {pid}" if pid is not None else "another process"
+            raise CheckpointLocked(
+                f"{what}: checkpoint {checkpoint} is in use by {who} ({text or 'no details'}). "
+                f"Wait for it to finish, or stop it (kill {pid if pid is not None else '<pid>'}) "
+                "and rerun",
+                pid,
+            ) from None
+        # the holder may have removed the file between our open and flock: lock the new one
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        os.write(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode())
+        yield path
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux only).
+
+    Returns whether it was set. If the parent already died before the call (we were
+    reparented), ``sig`` is sent to ourselves at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if parent == 1 or os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def _parent_of(pid: int) -> int | None:
+    """Parent PID of ``pid`` from /proc (None if the process is gone or /proc unreadable)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # zombie: dead, not yet reaped
+        return None
+    return int(fields[1])
+
+
+def ancestors(depth: int = 2) -> list[tuple[int, int]]:
+    """``[(pid, its parent), ...]`` for this process's parent and the ``depth - 1`` above it."""
+    chain = []
+    pid = os.getppid()
+    for _ in range(depth):
+        if pid <= 1:
+            break
+        parent = _parent_of(pid)
+        if parent is None:
+            break
+        chain.append((pid, parent))
+        pid = parent
+    return chain
+
+
+class AncestorWatch:
+    """Daemon thread calling ``on_orphaned()`` once an ancestor dies or is reparented.
+
+    ``depth`` 2 watches the parent and the grandparent (Snakemake -> bash -> script). Use as a
+    context manager; the thread stops on exit.
+    """
+
+    def __init__(
+        self, on_orphaned: Callable[[], None], depth: int = 2, interval: float = 1.0
+    ) -> None:
+        self.on_orphaned = on_orphaned
+        self.interval = interval
+        self.chain = ancestors(depth) if sys.platform.startswith("linux") else []
+        self.orphaned = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ancestor-watch", daemon=True)
+
+    def intact(self) -> bool:
+        """Whether every recorded ancestor is alive with the same parent as at the start."""
+        if os.getppid() != (self.chain[0][0] if self.chain else os.getppid()):
+            return False
+        return all(_parent_of(pid) == parent for pid, parent in self.chain)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            if not self.intact():
+                self.orphaned = True
+                self.on_orphaned()
+                return
+
+    def __enter__(self) -> AncestorWatch:
+        if self.chain:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
