@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgdvi.config import ConfigError, fraction_tag, snapshot_epoch, validate_config
+from sgdvi.config import (
+    ConfigError,
+    dataset_names,
+    dataset_options,
+    experiment_num_classes,
+    fraction_tag,
+    snapshot_epoch,
+    validate_config,
+    weight_count,
+)
 
 from conftest import deep_update
 
@@ -25,7 +34,7 @@ def test_shipped_configs_are_valid(paper):
     validate_config(quick)
     cifar = deep_update(quick, yaml.safe_load((REPO / "config" / "cifar-quick.yaml").read_text()))
     validate_config(cifar)
-    assert len(cifar["run"]) == 5
+    assert len(cifar["run"]) == 6
     tiny = deep_update(paper, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
     validate_config(tiny)
 
@@ -50,6 +59,34 @@ def test_shipped_configs_are_valid(paper):
         ),
         ({"experiments": {"lenet-mnist": {"lr_schedule": [[3, 0.1]]}}}, "lr_schedule"),
         ({"trajectory": {"burn_in": 10**6}}, "trajectory.burn_in"),
+        # datasets: options, references, model/dataset fit by image size, head size
+        ({"datasets": {"mnist7": {"size": 14}}}, "datasets.mnist7.size"),
+        ({"datasets": {"mnist7": {"clases": [0, 1]}}}, "clases"),
+        ({"datasets": {"mnist7": {"classes": [0, 10]}}}, "datasets.mnist7.classes"),
+        ({"datasets": {"mnist7": {"per_class": 0}}}, "datasets.mnist7.per_class"),
+        ({"datasets": {"cifar10-zca": {"size": 7}}}, "datasets.cifar10-zca"),
+        ({"experiments": {"fc-mnist7": {"dataset": "mnist28"}}}, "experiments.fc-mnist7.dataset"),
+        (
+            {"experiments": {"allcnn-cifar10": {"dataset": "mnist7"}}},
+            "experiments.allcnn-cifar10.dataset",
+        ),
+        (
+            {"experiments": {"fc-mnist7": {"dataset": "cifar10-zca"}}},
+            "experiments.fc-mnist7.dataset",
+        ),
+        (
+            {
+                "datasets": {"odd": {"size": 7, "classes": [3, 5]}},
+                "experiments": {"fc-mnist7": {"dataset": "odd"}},
+            },
+            "experiments.fc-mnist7.num_classes",
+        ),
+        (
+            {"experiments": {"fc-mnist7-authors": {"num_classes": 1}}},
+            "experiments.fc-mnist7-authors.num_classes",
+        ),
+        ({"diffusion": {"figures": {"fig1b-authors": "no-such"}}}, "fig1b-authors"),
+        ({"diffusion": {"figures": {"figure-1": "fc-mnist7"}}}, "figure-1"),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_key(paper, change, key_in_message):
@@ -61,3 +98,61 @@ def test_snapshot_naming_and_epochs():
     assert [fraction_tag(f) for f in (0.2, 0.4, 1, 1.0)] == ["0.2", "0.4", "1.0", "1.0"]
     assert [snapshot_epoch(f, 50) for f in (0.2, 0.4, 1.0)] == [10, 20, 50]
     assert snapshot_epoch(0.01, 5) == 1
+
+
+def test_datasets_resolve_with_defaults(paper):
+    assert {"mnist28", "mnist7", "mnist7-5class", "mnist7-01-wrap", "cifar10-zca"} <= set(
+        dataset_names(paper)
+    )
+    assert dataset_options(paper, "mnist7") == {
+        "size": 7,
+        "classes": None,
+        "per_class": None,
+        "sample_seed": 42,
+        "authors_wrap": False,
+        "normalisation": paper["data"]["mnist"]["normalisation"],
+    }
+    assert dataset_options(paper, "mnist7-4class-512-wrap") == {
+        "size": 7,
+        "classes": [0, 1, 2, 3],
+        "per_class": 512,
+        "sample_seed": 42,
+        "authors_wrap": True,
+        "normalisation": "unit",
+    }
+    # only the authors' datasets wrap
+    wrapped = {n for n in paper["datasets"] if dataset_options(paper, n)["authors_wrap"]}
+    assert wrapped == {"mnist7-wrap", "mnist7-01-wrap", "mnist7-4class-512-wrap"}
+    # head sizes: the dataset's class count by default, 10 for the authors' small-fc
+    heads = {n: experiment_num_classes(paper, n) for n in paper["experiments"]}
+    assert heads["lenet-mnist"] == heads["fc-mnist7"] == heads["fc-mnist7-authors"] == 10
+    assert heads["fc-mnist7-01"] == 10 and heads["allcnn-cifar100"] == 100
+    assert weight_count("small-fc", heads["fc-mnist7-authors"]) == 3978
+    five = deep_update(paper, {"experiments": {"fc-mnist7-01": {"num_classes": None}}})
+    assert experiment_num_classes(five, "fc-mnist7-01") == 2
+
+
+def test_authors_experiments_are_run_and_drawn(paper):
+    """fc-mnist7-authors and the three cause variants: the fc-mnist7 settings otherwise."""
+    base = paper["experiments"]["fc-mnist7"]
+    expect = {
+        "fc-mnist7-authors": ("mnist7-01-wrap", [0.2, 0.4, 1.0]),
+        "fc-mnist7-01": ("mnist7-01", [1.0]),
+        "fc-mnist7-wrap": ("mnist7-wrap", [1.0]),
+        "fc-mnist7-unit": ("mnist7-unit", [1.0]),
+    }
+    for name, (dataset, snapshots) in expect.items():
+        exp = paper["experiments"][name]
+        assert (exp["dataset"], exp["snapshots"], exp["num_classes"]) == (dataset, snapshots, 10)
+        same = {k: v for k, v in exp.items() if k not in ("dataset", "snapshots", "num_classes")}
+        assert same == {k: v for k, v in base.items() if k not in ("dataset", "snapshots")}
+        assert name in paper["run"]
+    mnist = deep_update(paper, yaml.safe_load((REPO / "config" / "paper-mnist.yaml").read_text()))
+    assert set(expect) <= set(mnist["run"])
+    quick = deep_update(paper, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
+    assert "fc-mnist7-authors" in quick["run"]
+    assert (
+        quick["experiments"]["fc-mnist7-authors"]["epochs"]
+        == quick["experiments"]["fc-mnist7"]["epochs"]
+    )
+    assert paper["diffusion"]["figures"]["fig1b-authors"] == "fc-mnist7-authors"

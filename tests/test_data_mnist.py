@@ -1,6 +1,9 @@
-"""MNIST preparation: 7x7 antialiased resize, normalisation, the three variants."""
+"""MNIST preparation: 7x7 resize, normalisation, class subsets, per-class samples, the wrap."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +11,17 @@ from PIL import Image
 
 from sgdvi.data.mnist import (
     MNIST_5CLASS_TRAIN,
+    OFFICIAL_TEST_PER_DIGIT,
+    OFFICIAL_TRAIN_PER_DIGIT,
+    MnistOptions,
+    authors_wrap_resize,
+    authors_wrap_uint8,
+    is_official,
+    load_mnist,
     normalise,
     prepare_mnist,
     resize_bilinear_antialias,
+    select_training_images,
 )
 
 
@@ -98,20 +109,24 @@ def raw_dataset(n_train=40, n_test=20, seed=2):
     }
 
 
-def test_variants():
+def opts(size: int, normalisation: str = "raw255", **kw) -> MnistOptions:
+    return MnistOptions(size=size, normalisation=normalisation, **kw)
+
+
+def test_datasets():
     raw = raw_dataset()
-    m28 = prepare_mnist(raw, "mnist28", "unit")
+    m28 = prepare_mnist(raw, opts(28, "unit"))
     assert m28["x_train"].shape == (40, 1, 28, 28) and m28["x_train"].dtype == np.float32
     np.testing.assert_allclose(m28["x_test"][:, 0], raw["x_test"] / 255.0, rtol=1e-6)
 
-    m7 = prepare_mnist(raw, "mnist7", "raw255")
+    m7 = prepare_mnist(raw, opts(7))
     assert m7["x_train"].shape == (40, 1, 7, 7)
     np.testing.assert_allclose(
         m7["x_train"][:, 0], resize_bilinear_antialias(raw["x_train"]), rtol=1e-6
     )
     np.testing.assert_array_equal(m7["y_test"], raw["y_test"])
 
-    m5 = prepare_mnist(raw, "mnist7-5class", "standard")
+    m5 = prepare_mnist(raw, opts(7, "standard", classes=(0, 1, 2, 3, 4)))
     keep_tr, keep_te = raw["y_train"] < 5, raw["y_test"] < 5
     np.testing.assert_array_equal(m5["y_train"], raw["y_train"][keep_tr])
     np.testing.assert_array_equal(m5["y_test"], raw["y_test"][keep_te])
@@ -121,11 +136,140 @@ def test_variants():
     )
     np.testing.assert_allclose(m5["x_test"][:, 0], expected, rtol=1e-5, atol=1e-5)
     assert m5["y_train"].dtype == np.int64
+    assert json.loads(str(m5["options_json"])) == {
+        "size": 7,
+        "classes": [0, 1, 2, 3, 4],
+        "per_class": None,
+        "sample_seed": 42,
+        "authors_wrap": False,
+        "normalisation": "standard",
+    }
 
 
 def test_official_checks_counts():
     with pytest.raises(ValueError, match="60000"):
-        prepare_mnist(raw_dataset(), "mnist28", "raw255", official=True)
-    assert MNIST_5CLASS_TRAIN == 30_596
-    with pytest.raises(ValueError, match="unknown MNIST variant"):
-        prepare_mnist(raw_dataset(), "mnist14", "raw255")
+        prepare_mnist(raw_dataset(), opts(28), official=True)
+    assert MNIST_5CLASS_TRAIN == 30_596 == sum(OFFICIAL_TRAIN_PER_DIGIT[:5])
+    assert sum(OFFICIAL_TRAIN_PER_DIGIT[:2]) == 12_665 and sum(OFFICIAL_TEST_PER_DIGIT[:2]) == 2_115
+    assert sum(OFFICIAL_TRAIN_PER_DIGIT) == 60_000 and sum(OFFICIAL_TEST_PER_DIGIT) == 10_000
+    with pytest.raises(ValueError, match="size"):
+        opts(14)
+    with pytest.raises(ValueError, match="digits"):
+        opts(7, classes=(0, 10))
+
+
+# --------------------------------------------------------------------------- authors' wrap
+
+
+def test_authors_wrap_known_pixels():
+    """ToPILImage of 2017 on a float tensor holding 0..255: uint8(255 v) = (-v) mod 256."""
+    v = np.array([[[0, 1, 128, 255, 2, 127, 129, 254]]], dtype=np.uint8)
+    want = np.array([[[0, 255, 128, 1, 254, 129, 127, 2]]], dtype=np.uint8)
+    np.testing.assert_array_equal(authors_wrap_uint8(v), want)
+    # independently: float32 product 255 v, then the C cast through int64 modulo 256
+    via_float = (v.astype(np.float32) * 255).astype(np.int64) & 0xFF
+    np.testing.assert_array_equal(authors_wrap_uint8(v), via_float.astype(np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        authors_wrap_uint8(v.astype(np.float64))
+
+
+def test_authors_wrap_resize_constant_and_pil():
+    """A constant image stays constant through the Pillow resize (wrapped value, uint8)."""
+    for value, wrapped in ((0, 0), (1, 255), (128, 128), (255, 1), (200, 56)):
+        img = np.full((2, 28, 28), value, dtype=np.uint8)
+        out = authors_wrap_resize(img, 7)
+        assert out.shape == (2, 7, 7) and out.dtype == np.float64
+        np.testing.assert_array_equal(out, wrapped)
+    # a non-constant image: the Pillow uint8 bilinear resize of the wrapped pixels, rounded
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (1, 28, 28)).astype(np.uint8)
+    out = authors_wrap_resize(img, 7)[0]
+    assert np.array_equal(out, np.round(out)) and out.min() >= 0 and out.max() <= 255
+    w = triangle_resize_1d(28, 7)
+    exact = w @ ((256 - img[0].astype(np.float64)) % 256) @ w.T
+    assert np.abs(out - exact).max() <= 1.0  # Pillow rounds its fixed-point result
+
+
+def test_authors_wrap_dataset_is_the_authors_pipeline():
+    """wrap -> Pillow bilinear -> /255 (ToTensor) with normalisation unit."""
+    raw = raw_dataset()
+    got = prepare_mnist(raw, opts(7, "unit", authors_wrap=True))
+    pil = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(((256 - im.astype(int)) % 256).astype(np.uint8)).resize(
+                    (7, 7), Image.BILINEAR
+                )
+            )
+            for im in raw["x_train"]
+        ]
+    )
+    np.testing.assert_allclose(got["x_train"][:, 0], pil / 255.0, rtol=1e-6)
+    stated = prepare_mnist(raw, opts(7, "unit"))
+    assert not np.allclose(got["x_train"], stated["x_train"], atol=0.05)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_per_class_sampling_exact_counts_and_seed():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 10, 2000)
+    idx = select_training_images(labels, (0, 1, 2, 3), 20, sample_seed=42)
+    assert np.bincount(labels[idx], minlength=10).tolist() == [20] * 4 + [0] * 6
+    assert len(np.unique(idx)) == 80
+    np.testing.assert_array_equal(idx, select_training_images(labels, (0, 1, 2, 3), 20, 42))
+    assert not np.array_equal(idx, select_training_images(labels, (0, 1, 2, 3), 20, 43))
+    # the definition: walk one permutation of all indices, keep the first 20 of each class
+    perm = np.random.default_rng(42).permutation(2000)
+    seen: dict[int, int] = {}
+    want = []
+    for i in perm:
+        c = int(labels[i])
+        if c < 4 and seen.get(c, 0) < 20:
+            seen[c] = seen.get(c, 0) + 1
+            want.append(i)
+    np.testing.assert_array_equal(idx, want)
+    # no per_class: the class subset in file order; too few images: an error
+    np.testing.assert_array_equal(
+        select_training_images(labels, (1, 3), None), np.flatnonzero(np.isin(labels, (1, 3)))
+    )
+    with pytest.raises(ValueError, match="per_class"):
+        select_training_images(labels, (0,), 10_000)
+
+
+def test_per_class_dataset_keeps_the_test_set():
+    raw = raw_dataset(n_train=400, n_test=50)
+    got = prepare_mnist(raw, opts(7, classes=(0, 1, 2, 3), per_class=7, sample_seed=1))
+    assert np.bincount(got["y_train"]).tolist() == [7, 7, 7, 7]
+    np.testing.assert_array_equal(got["y_test"], raw["y_test"][raw["y_test"] < 4])
+
+
+# --------------------------------------------------------------------------- real MNIST
+
+REAL_MNIST = Path(__file__).resolve().parents[1] / "resources" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def real_mnist() -> dict[str, np.ndarray]:
+    """The official MNIST as the workflow's download_mnist rule stores it (resources/mnist/)."""
+    if not is_official(REAL_MNIST):
+        pytest.skip(
+            f"the official MNIST files are not in {REAL_MNIST}: run `make quick` (or "
+            "`snakemake --cores 1 resources/mnist/train-images-idx3-ubyte`) to fetch them"
+        )
+    return load_mnist(REAL_MNIST)
+
+
+def test_real_mnist_digits_01_and_authors_subset(real_mnist):
+    """Digits 0/1 (the authors' small-fc data): 12,665 training and 2,115 test images;
+    digits 0-3, 512 each (the authors' Fig. 3 data): 2,048. The official-count checks pass."""
+    y = real_mnist["y_train"]
+    keep = select_training_images(y, (0, 1), None)
+    assert len(keep) == 12_665
+    assert int(np.isin(real_mnist["y_test"], (0, 1)).sum()) == 2_115
+    idx = select_training_images(y, (0, 1, 2, 3), 512, 42)
+    assert len(idx) == 2_048 and np.bincount(y[idx]).tolist() == [512] * 4
+    got = prepare_mnist(real_mnist, opts(7, "unit", classes=(0, 1), authors_wrap=True), True)
+    assert len(got["y_train"]) == 12_665 and len(got["y_test"]) == 2_115
+    assert got["x_train"].min() >= 0 and got["x_train"].max() <= 1

@@ -12,21 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-#: model -> datasets it can be trained on
-MODEL_DATASETS: dict[str, tuple[str, ...]] = {
-    "small-lenet": ("mnist28",),
-    "small-fc": ("mnist7",),
-    "tiny-fc": ("mnist7-5class",),
-    "small-allcnn": ("cifar10-zca", "cifar100-zca"),
+#: CIFAR datasets (prepared by rule prepare_cifar_zca) -> their number of classes
+CIFAR_DATASETS: dict[str, int] = {"cifar10-zca": 10, "cifar100-zca": 100}
+
+#: model -> the input it takes: an MNIST image size (28 or 7) or "cifar" (32x32x3)
+MODEL_INPUT: dict[str, int | str] = {
+    "small-lenet": 28,
+    "small-fc": 7,
+    "tiny-fc": 7,
+    "small-allcnn": "cifar",
 }
 
-#: number of classes of each prepared dataset
+#: head size of the built-in dataset names, for callers without a config (the workflow uses
+#: :func:`experiment_num_classes`, which reads the config's ``datasets:``)
 DATASET_CLASSES: dict[str, int] = {
     "mnist28": 10,
     "mnist7": 10,
     "mnist7-5class": 5,
-    "cifar10-zca": 10,
-    "cifar100-zca": 100,
+    **CIFAR_DATASETS,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -80,9 +83,111 @@ def weight_count(model: str, num_classes: int) -> int:
     raise ConfigError(f"unknown model {model!r}")
 
 
+# --------------------------------------------------------------------------- datasets
+
+
+def dataset_names(config: Mapping[str, Any]) -> list[str]:
+    """Every dataset an experiment may name: the keys of ``datasets:`` and the CIFAR ones."""
+    return [*config.get("datasets", {}), *CIFAR_DATASETS]
+
+
+def dataset_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The resolved options of MNIST dataset ``name`` (``sgdvi.data.mnist.MnistOptions``).
+
+    Defaults: ``classes`` None (all ten digits), ``per_class`` None, ``sample_seed`` 42,
+    ``authors_wrap`` false, ``normalisation`` ``data.mnist.normalisation``.
+    """
+    datasets = config.get("datasets", {})
+    if name not in datasets:
+        raise ConfigError(f"dataset {name!r} is not a key of datasets: (known: {sorted(datasets)})")
+    entry = datasets[name]
+    classes = entry.get("classes")
+    per_class = entry.get("per_class")
+    seed = entry.get("sample_seed")
+    return {
+        "size": int(entry["size"]),
+        "classes": None if classes is None else [int(c) for c in classes],
+        "per_class": None if per_class is None else int(per_class),
+        "sample_seed": 42 if seed is None else int(seed),
+        "authors_wrap": bool(entry.get("authors_wrap") or False),
+        "normalisation": entry.get("normalisation") or config["data"]["mnist"]["normalisation"],
+    }
+
+
+def dataset_num_classes(config: Mapping[str, Any], name: str) -> int:
+    """Default head size for dataset ``name``: ``len(classes)``, else 10 (MNIST) / 10 or 100."""
+    if name in CIFAR_DATASETS:
+        return CIFAR_DATASETS[name]
+    classes = dataset_options(config, name)["classes"]
+    return 10 if classes is None else len(classes)
+
+
+def dataset_max_label(config: Mapping[str, Any], name: str) -> int:
+    """Largest label dataset ``name`` keeps (labels stay the digits of a class subset)."""
+    if name in CIFAR_DATASETS:
+        return CIFAR_DATASETS[name] - 1
+    classes = dataset_options(config, name)["classes"]
+    return 9 if classes is None else max(classes)
+
+
+def experiment_num_classes(config: Mapping[str, Any], name: str) -> int:
+    """Head size of experiment ``name``: its ``num_classes``, else its dataset's default.
+
+    The authors' small-fc kept a 10-way output on digits 0 and 1 (``experimental-details.md``),
+    so the head size is a key of its own; d = :func:`weight_count` (model, this).
+    """
+    exp = config["experiments"][name]
+    if exp.get("num_classes") is not None:
+        return int(exp["num_classes"])
+    return dataset_num_classes(config, exp["dataset"])
+
+
+def check_dataset_use(
+    config: Mapping[str, Any], key: str, model: str, dataset: str, num_classes: int | None
+) -> None:
+    """``dataset`` exists, fits ``model``'s input, and ``num_classes`` covers its labels.
+
+    ``key``: the config key of the user (e.g. ``experiments.fc-mnist7``), named in errors.
+    """
+    names = dataset_names(config)
+    if dataset not in names:
+        raise ConfigError(
+            f"{key}.dataset: {dataset!r} is not a key of datasets: nor a CIFAR dataset; "
+            f"use one of {names} or define it under datasets:"
+        )
+    wanted = MODEL_INPUT[model]
+    have: int | str = (
+        "cifar" if dataset in CIFAR_DATASETS else dataset_options(config, dataset)["size"]
+    )
+    if have != wanted:
+        fits = [
+            n
+            for n in names
+            if ("cifar" if n in CIFAR_DATASETS else dataset_options(config, n)["size"]) == wanted
+        ]
+        what = "CIFAR images" if wanted == "cifar" else f"{wanted}x{wanted} MNIST images"
+        raise ConfigError(
+            f"{key}.dataset: model {model!r} takes {what}, but dataset {dataset!r} "
+            f"{'is CIFAR' if have == 'cifar' else f'has size {have}'}; use one of {fits}"
+        )
+    n_cls = dataset_num_classes(config, dataset) if num_classes is None else int(num_classes)
+    top = dataset_max_label(config, dataset)
+    if n_cls <= top:
+        raise ConfigError(
+            f"{key}.num_classes: {n_cls} outputs cannot hold label {top} of dataset "
+            f"{dataset!r} (labels stay the digits); set num_classes to at least {top + 1}"
+        )
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks; raises :class:`ConfigError` naming the key."""
     experiments = config.get("experiments", {})
+    clash = sorted(set(config.get("datasets", {})) & set(CIFAR_DATASETS))
+    if clash:
+        raise ConfigError(
+            f"datasets.{clash[0]}: the name is taken by the CIFAR dataset of rule "
+            "prepare_cifar_zca; choose another name"
+        )
     for name in config.get("run", []):
         if name not in experiments:
             raise ConfigError(
@@ -92,11 +197,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     for name, exp in experiments.items():
         key = f"experiments.{name}"
         model, dataset = exp["model"], exp["dataset"]
-        if dataset not in MODEL_DATASETS[model]:
-            raise ConfigError(
-                f"{key}.dataset: model {model!r} cannot train on {dataset!r}; "
-                f"use one of {list(MODEL_DATASETS[model])}"
-            )
+        check_dataset_use(config, key, model, dataset, exp.get("num_classes"))
         schedule = exp["lr_schedule"]
         if schedule[0][0] != 0:
             raise ConfigError(f"{key}.lr_schedule: the first entry must start at epoch 0")
@@ -117,6 +218,16 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"with epochs: {exp['epochs']}; raise epochs or space the fractions"
             )
     traj = config.get("trajectory")
+    if traj:
+        check_dataset_use(config, "trajectory", "tiny-fc", traj["dataset"], traj.get("num_classes"))
+        for variant, over in (traj.get("variants") or {}).items():
+            check_dataset_use(
+                config,
+                f"trajectory.variants.{variant}",
+                "tiny-fc",
+                over.get("dataset", traj["dataset"]),
+                over.get("num_classes", traj.get("num_classes")),
+            )
     if traj and traj["burn_in"] >= traj["epochs"]:
         raise ConfigError(
             f"trajectory.burn_in ({traj['burn_in']}) must be smaller than trajectory.epochs "

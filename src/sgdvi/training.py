@@ -121,7 +121,7 @@ class TrainSettings:
             experiment=name,
             dataset=exp["dataset"],
             model=exp["model"],
-            num_classes=DATASET_CLASSES[exp["dataset"]],
+            num_classes=int(exp.get("num_classes") or DATASET_CLASSES[exp["dataset"]]),
             epochs=int(exp["epochs"]),
             batch_size=int(exp["batch_size"]),
             lr_schedule=tuple((int(e), float(lr)) for e, lr in exp["lr_schedule"]),

@@ -1,6 +1,7 @@
 # Config helpers and input functions shared by every stage.
 
 import os
+import re
 
 import sgdvi.config as sgdvi_config
 
@@ -22,7 +23,7 @@ RUN = list(config["run"])
 wildcard_constraints:
     experiment="|".join(sorted(config["experiments"])) or "NO_EXPERIMENT",
     fraction=r"[01]\.[0-9]+",
-    dataset=r"mnist28|mnist7|mnist7-5class|cifar10-zca|cifar100-zca",
+    dataset="|".join(re.escape(n) for n in sgdvi_config.dataset_names(config)),
     seed=r"[0-9]+",
 
 
@@ -32,11 +33,26 @@ def fraction_tag(fraction):
 
 
 def experiment(name):
-    return config["experiments"][name]
+    """Settings of experiment `name` with its head size `num_classes` resolved."""
+    return {
+        **config["experiments"][name],
+        "num_classes": sgdvi_config.experiment_num_classes(config, name),
+    }
 
 
 def dataset_file(name):
     return f"results/data/{name}.npz"
+
+
+# ---- data stage (workflow/rules/data.smk) ----------------------------------------
+
+# the MNIST datasets of `datasets:` (rule prepare_mnist; CIFAR has its own rule)
+MNIST_DATASET_PATTERN = "|".join(re.escape(n) for n in config["datasets"]) or "NO_DATASET"
+
+
+def mnist_dataset_options(wildcards):
+    """Resolved options of datasets.<dataset> (sgdvi.data.mnist.MnistOptions)."""
+    return sgdvi_config.dataset_options(config, wildcards.dataset)
 
 
 def experiment_dataset(wildcards):
@@ -124,8 +140,7 @@ def diffusion_targets():
 def diffusion_mem_mb(wildcards):
     """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
     exp = experiment(wildcards.experiment)
-    classes = sgdvi_config.DATASET_CLASSES[exp["dataset"]]
-    d = sgdvi_config.weight_count(exp["model"], classes)
+    d = sgdvi_config.weight_count(exp["model"], exp["num_classes"])
     n = DIFFUSION.get("subset") or exp.get("train_subset")
     n = (
         n
@@ -142,7 +157,8 @@ def diffusion_figure_title(wildcards):
     name = DIFFUSION_FIGURES[wildcards.fig]
     paper = diffusion_paper.PAPER_VALUES.get(name)
     label = paper["label"] if paper else name
-    return f"({wildcards.fig[-1]}) {label}"
+    panel = re.match(r"fig[0-9]([a-z])", wildcards.fig)
+    return f"({panel.group(1)}) {label}" if panel else label
 
 
 # ---- trajectory stage (workflow/rules/trajectory.smk) ----------------------------------------

@@ -1,8 +1,8 @@
 # Stage: data. Raw downloads under resources/ (local rules: compute nodes often lack internet),
 # prepared datasets results/data/{name}.npz (float32 NCHW x, int64 y; see sgdvi.data):
-#   mnist28        28x28 MNIST                         (small-lenet, Fig. 1a)
-#   mnist7         MNIST resized to 7x7               (small-fc, Fig. 1b)
-#   mnist7-5class  7x7 MNIST, digits 0-4              (tiny-fc, Fig. 3)
+#   {dataset}      every key of the config's datasets: (rule prepare_mnist), e.g.
+#                  mnist28 (small-lenet, Fig. 1a), mnist7 (small-fc, Fig. 1b),
+#                  mnist7-5class (tiny-fc, Fig. 3), mnist7-01-wrap (Fig. 1b, authors' setting)
 #   cifar10-zca    CIFAR-10, GCN + ZCA whitening      (small-allcnn, Figs. 2a, 2c)
 #   cifar100-zca   CIFAR-100, GCN + ZCA whitening     (small-allcnn, Fig. 2b)
 
@@ -52,56 +52,21 @@ rule download_cifar:
         "../scripts/download_cifar.py"
 
 
-rule prepare_mnist28:
+rule prepare_mnist:
     input:
         rules.download_mnist.output,
     output:
-        "results/data/mnist28.npz",
+        "results/data/{dataset}.npz",
     log:
-        "logs/data/prepare_mnist28.log",
+        "logs/data/prepare_{dataset}.log",
     benchmark:
-        "results/benchmarks/data/prepare_mnist28.tsv"
+        "results/benchmarks/data/prepare_{dataset}.tsv"
+    wildcard_constraints:
+        dataset=MNIST_DATASET_PATTERN,
     conda:
         "../../envs/sgdvi.yaml"
     params:
-        variant="mnist28",
-        normalisation=config["data"]["mnist"]["normalisation"],
-    script:
-        "../scripts/prepare_mnist.py"
-
-
-rule prepare_mnist7:
-    input:
-        rules.download_mnist.output,
-    output:
-        "results/data/mnist7.npz",
-    log:
-        "logs/data/prepare_mnist7.log",
-    benchmark:
-        "results/benchmarks/data/prepare_mnist7.tsv"
-    conda:
-        "../../envs/sgdvi.yaml"
-    params:
-        variant="mnist7",
-        normalisation=config["data"]["mnist"]["normalisation"],
-    script:
-        "../scripts/prepare_mnist.py"
-
-
-rule prepare_mnist7_5class:
-    input:
-        rules.download_mnist.output,
-    output:
-        "results/data/mnist7-5class.npz",
-    log:
-        "logs/data/prepare_mnist7-5class.log",
-    benchmark:
-        "results/benchmarks/data/prepare_mnist7-5class.tsv"
-    conda:
-        "../../envs/sgdvi.yaml"
-    params:
-        variant="mnist7-5class",
-        normalisation=config["data"]["mnist"]["normalisation"],
+        options=mnist_dataset_options,
     script:
         "../scripts/prepare_mnist.py"
 

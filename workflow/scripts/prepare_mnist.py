@@ -1,24 +1,29 @@
-"""Rules prepare_mnist28 / prepare_mnist7 / prepare_mnist7_5class (sgdvi.data.mnist)."""
+"""Rule prepare_mnist: one named MNIST dataset of the config's `datasets:` (sgdvi.data.mnist)."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sgdvi.data import save_prepared
-from sgdvi.data.mnist import is_official, load_mnist, prepare_mnist
+from sgdvi.data.mnist import MnistOptions, is_official, load_mnist, prepare_mnist
 from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with rule_log(
-    snakemake.log[0], "prepare_mnist", failure=f"prepare {snakemake.params.variant} failed"
-) as log:
+name = snakemake.wildcards.dataset
+with rule_log(snakemake.log[0], "prepare_mnist", failure=f"prepare {name} failed") as log:
     raw_dir = Path(snakemake.input[0]).parent
     official = is_official(raw_dir)
+    options = MnistOptions(**snakemake.params.options)
+    log.info("%s: %s", name, options)
+    if options.authors_wrap:
+        log.warning(
+            "%s reproduces the authors' 2017 uint8 wrap (v -> (-v) mod 256) before the resize: "
+            "a bug of their preprocessing, not the paper's stated setting",
+            name,
+        )
     log.info("reading %s (official MNIST: %s)", raw_dir, official)
-    arrays = prepare_mnist(
-        load_mnist(raw_dir), snakemake.params.variant, snakemake.params.normalisation, official
-    )
+    arrays = prepare_mnist(load_mnist(raw_dir), options, official)
     for key in ("x_train", "x_test"):
         x = arrays[key]
         log.info(
@@ -34,7 +39,7 @@ with rule_log(
         "train %d, test %d images; normalisation %s (shift %.6g, scale %.6g)",
         len(arrays["y_train"]),
         len(arrays["y_test"]),
-        snakemake.params.normalisation,
+        options.normalisation,
         arrays["normalisation_shift"],
         arrays["normalisation_scale"],
     )

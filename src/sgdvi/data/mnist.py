@@ -1,7 +1,10 @@
-"""MNIST: download from an ordered list of sources, read, and prepare the three variants.
+"""MNIST: download from an ordered list of sources, read, and prepare named datasets.
 
 Section IV of Chaudhari & Soatto (2018) trains small-lenet on 28x28 MNIST (Fig. 1a), small-fc
 on MNIST downsampled to 7x7 (Fig. 1b) and tiny-fc on the 7x7 images of digits 0-4 (Fig. 3).
+Each prepared dataset is described by :class:`MnistOptions` (the config's ``datasets:``):
+size, a class subset, a seeded per-class sample, the normalisation, and a switch that
+reproduces the authors' 2017 uint8 wrap (off by default; ``experimental-details.md``).
 
 Sources (``data.mnist.sources``, tried in order; the four raw IDX files must match
 ``data.mnist.sha256`` whatever the source):
@@ -16,13 +19,16 @@ Sources (``data.mnist.sources``, tried in order; the four raw IDX files must mat
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import shutil
 import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -324,33 +330,160 @@ def normalise(
     return (x_train - shift) / scale, (x_test - shift) / scale, shift, scale
 
 
-#: variant -> (image size, digits kept); None keeps all ten
-MNIST_VARIANTS: dict[str, tuple[int, tuple[int, ...] | None]] = {
-    "mnist28": (28, None),
-    "mnist7": (7, None),
-    "mnist7-5class": (7, (0, 1, 2, 3, 4)),
-}
+#: training / test images of each digit 0..9 in the official MNIST (checked when official)
+OFFICIAL_TRAIN_PER_DIGIT = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+OFFICIAL_TEST_PER_DIGIT = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+#: image sizes a prepared MNIST dataset can have (small-lenet: 28; small-fc, tiny-fc: 7)
+MNIST_SIZES = (28, 7)
+
+
+@dataclass(frozen=True)
+class MnistOptions:
+    """Options of one named prepared MNIST dataset (an entry of the config's ``datasets:``).
+
+    - ``size``: 28 (unchanged) or 7 (resized);
+    - ``classes``: keep only these digits (train and test); labels stay the digits;
+      ``None`` keeps all ten;
+    - ``per_class``: keep the first n training images of each kept digit after ONE shuffle
+      of the whole training set by ``numpy.random.default_rng(sample_seed).permutation``
+      (PCG64), in the shuffled order; ``None`` keeps every image in the file's order. The
+      test set is never sampled;
+    - ``authors_wrap``: reproduce a bug of the authors' 2017 preprocessing (see
+      :func:`authors_wrap_resize`); off by default and never used by the paper's stated
+      settings;
+    - ``normalisation``: see :func:`normalise`.
+    """
+
+    size: int
+    normalisation: str
+    classes: tuple[int, ...] | None = None
+    per_class: int | None = None
+    sample_seed: int = 42
+    authors_wrap: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size not in MNIST_SIZES:
+            raise ValueError(f"MNIST size {self.size} is not one of {MNIST_SIZES}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation {self.normalisation!r} is not one of {NORMALISATIONS}")
+        if self.classes is not None:
+            classes = tuple(int(c) for c in self.classes)
+            if (
+                not classes
+                or len(set(classes)) != len(classes)
+                or not set(classes) <= set(range(10))
+            ):
+                raise ValueError(f"classes {list(classes)} must be distinct digits 0..9")
+            object.__setattr__(self, "classes", classes)
+        if self.per_class is not None and self.per_class < 1:
+            raise ValueError(f"per_class {self.per_class} must be at least 1")
+
+    @classmethod
+    def from_config(cls, entry: Mapping[str, Any], default_normalisation: str) -> MnistOptions:
+        """Options of a ``datasets.<name>`` entry; ``normalisation`` defaults to
+        ``data.mnist.normalisation``, ``sample_seed`` to 42."""
+        classes = entry.get("classes")
+        return cls(
+            size=int(entry["size"]),
+            normalisation=entry.get("normalisation") or default_normalisation,
+            classes=None if classes is None else tuple(int(c) for c in classes),
+            per_class=None if entry.get("per_class") is None else int(entry["per_class"]),
+            sample_seed=int(42 if entry.get("sample_seed") is None else entry["sample_seed"]),
+            authors_wrap=bool(entry.get("authors_wrap", False)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable; ``classes`` a list or None)."""
+        out = asdict(self)
+        out["classes"] = None if self.classes is None else list(self.classes)
+        return out
+
+
+def authors_wrap_uint8(images: np.ndarray) -> np.ndarray:
+    """The uint8 image 2017 torchvision ``ToPILImage`` made of a float tensor holding 0..255.
+
+    ``ToPILImage`` computed ``pic.mul(255).byte()``: for a pixel v in 0..255 the product 255 v
+    is cast to uint8, which wraps modulo 256 on x86, and ``255 v = -v (mod 256)``:
+    0 -> 0, 1 -> 255, 128 -> 128, 255 -> 1 (an inverted stroke with bright edges).
+    See ``experimental-details.md``, "The authors' actual settings".
+    """
+    x = np.asarray(images)
+    if x.dtype != np.uint8:
+        raise ValueError(f"the authors' wrap expects raw uint8 pixels, got {x.dtype}")
+    return ((255 * x.astype(np.int64)) % 256).astype(np.uint8)
+
+
+def authors_wrap_resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Reproduce the authors' 7x7 inputs, a bug: :func:`authors_wrap_uint8`, then Pillow's
+    ``Image.BILINEAR`` resize of the uint8 ``L`` image to ``size x size`` (antialiased,
+    output rounded to uint8), returned as float64 in 0..255 (``ToTensor``'s /255 is the
+    dataset's ``normalisation: unit``). Used only by datasets with ``authors_wrap: true``.
+    """
+    from PIL import Image
+
+    wrapped = authors_wrap_uint8(images)
+    if wrapped.ndim != 3:
+        raise ValueError(f"expected (n, h, w) images, got shape {wrapped.shape}")
+    out = np.empty((len(wrapped), size, size), dtype=np.float64)
+    for i, img in enumerate(wrapped):
+        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+    return out
+
+
+def select_training_images(
+    labels: np.ndarray,
+    classes: Sequence[int] | None,
+    per_class: int | None,
+    sample_seed: int = 42,
+) -> np.ndarray:
+    """Indices of the training images a dataset keeps, in the order it keeps them.
+
+    Without ``per_class``: every image whose label is in ``classes`` (all if None), in the
+    file's order. With ``per_class``: ONE permutation of all training indices,
+    ``numpy.random.default_rng(sample_seed).permutation(len(labels))`` (PCG64), then, walking
+    through it, the first ``per_class`` images of each kept class; the result keeps the
+    shuffled order (classes interleaved), so a ``train_subset`` prefix stays mixed.
+    """
+    y = np.asarray(labels)
+    kept = np.unique(y) if classes is None else np.asarray(sorted(classes))
+    if per_class is None:
+        return np.flatnonzero(np.isin(y, kept))
+    perm = np.random.default_rng(sample_seed).permutation(len(y))
+    y_perm = y[perm]
+    take = np.zeros(len(y), dtype=bool)
+    for c in kept:
+        pos = np.flatnonzero(y_perm == c)
+        if len(pos) < per_class:
+            raise ValueError(
+                f"per_class {per_class}: digit {int(c)} has only {len(pos)} training images"
+            )
+        take[pos[:per_class]] = True
+    return perm[take]
 
 
 def prepare_mnist(
-    raw: Mapping[str, np.ndarray], variant: str, normalisation: str, official: bool = False
+    raw: Mapping[str, np.ndarray], options: MnistOptions, official: bool = False
 ) -> dict[str, np.ndarray]:
-    """Arrays of a prepared MNIST variant for :func:`sgdvi.data.save_prepared`.
+    """Arrays of a prepared MNIST dataset for :func:`sgdvi.data.save_prepared`.
 
-    Order of operations: (1) resize the raw 0..255 pixels, converted to float64, to the
-    variant's size (7x7: :func:`resize_bilinear_antialias`; 28x28: unchanged);
-    (2) keep only the variant's digits, in train and test; (3) :func:`normalise`, with the
-    ``standard`` statistics computed on the training images of this variant (resized and
-    filtered). Resizing is linear, so for ``raw255`` and ``unit`` the order of (1) and (3) does
-    not matter. ``official`` (raw files verified against the published SHA-256) enables
-    the checks of the published counts (60,000/10,000; 30,596 digits 0-4).
+    Section IV: 28x28 for small-lenet (Fig. 1a), 7x7 for small-fc (Fig. 1b) and tiny-fc
+    (Fig. 3, digits 0-4). Order of operations: (1) keep the images of ``options.classes``
+    (test set: all of them; training set: :func:`select_training_images`, which also does
+    the per-class sample); (2) resize the raw 0..255 pixels to ``size`` (7x7: in float64 by
+    :func:`resize_bilinear_antialias`, or, with ``authors_wrap``, the authors' uint8 wrap and
+    Pillow resize :func:`authors_wrap_resize`; 28x28: unchanged unless wrapped);
+    (3) :func:`normalise`, with the ``standard`` statistics of this dataset's training images.
+    ``official`` (raw files verified against the published SHA-256) enables the checks of
+    the published counts: 60,000/10,000 images, and per kept digit (e.g. 30,596 training
+    images of digits 0-4; 12,665 training and 2,115 test images of digits 0 and 1).
 
-    Returns float32 ``x_*`` (n, 1, s, s), int64 ``y_*`` and the scalars
-    ``normalisation_shift``/``normalisation_scale`` (x_prepared = (x_raw - shift) / scale).
+    Returns float32 ``x_*`` (n, 1, s, s), int64 ``y_*``, the scalars
+    ``normalisation_shift``/``normalisation_scale`` (x_prepared = (x_raw - shift) / scale) and
+    ``options_json`` (the options as JSON text, read back by
+    :func:`sgdvi.data.load_dataset_options`).
     """
-    if variant not in MNIST_VARIANTS:
-        raise ValueError(f"unknown MNIST variant {variant!r}; use one of {list(MNIST_VARIANTS)}")
-    size, digits = MNIST_VARIANTS[variant]
+    size = options.size
     xs, ys = {}, {}
     for split in ("train", "test"):
         x, y = raw[f"x_{split}"], np.asarray(raw[f"y_{split}"], dtype=np.int64)
@@ -358,18 +491,23 @@ def prepare_mnist(
             expected = 60_000 if split == "train" else 10_000
             if len(y) != expected:
                 raise ValueError(f"official MNIST {split} set has {len(y)} images, not {expected}")
-        if x.shape[1:] != (size, size):
+        if split == "train":
+            keep = select_training_images(
+                y, options.classes, options.per_class, options.sample_seed
+            )
+        else:
+            keep = np.flatnonzero(
+                np.ones(len(y), bool) if options.classes is None else np.isin(y, options.classes)
+            )
+        x, y = x[keep], y[keep]
+        if options.authors_wrap:
+            x = authors_wrap_resize(x, size)
+        elif x.shape[1:] != (size, size):
             x = resize_bilinear_antialias(x, (size, size))
-        if digits is not None:
-            keep = np.isin(y, digits)
-            x, y = x[keep], y[keep]
         xs[split], ys[split] = x, y
-    if official and variant == "mnist7-5class" and len(ys["train"]) != MNIST_5CLASS_TRAIN:
-        raise AssertionError(
-            f"official MNIST has {MNIST_5CLASS_TRAIN} training images of digits 0-4, "
-            f"found {len(ys['train'])}"
-        )
-    x_train, x_test, shift, scale = normalise(xs["train"], xs["test"], normalisation)
+    if official:
+        _check_official_counts(options, ys["train"], ys["test"])
+    x_train, x_test, shift, scale = normalise(xs["train"], xs["test"], options.normalisation)
     return {
         "x_train": x_train[:, None].astype(np.float32),
         "y_train": ys["train"],
@@ -377,4 +515,24 @@ def prepare_mnist(
         "y_test": ys["test"],
         "normalisation_shift": np.float64(shift),
         "normalisation_scale": np.float64(scale),
+        "options_json": np.array(json.dumps(options.as_dict(), sort_keys=True)),
     }
+
+
+def _check_official_counts(options: MnistOptions, y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """The kept images per digit must be the published MNIST counts (or ``per_class``)."""
+    digits = range(10) if options.classes is None else options.classes
+    for split, y, table in (
+        ("training", y_train, OFFICIAL_TRAIN_PER_DIGIT),
+        ("test", y_test, OFFICIAL_TEST_PER_DIGIT),
+    ):
+        expected = {
+            d: options.per_class if split == "training" and options.per_class else table[d]
+            for d in digits
+        }
+        got = {d: int(np.count_nonzero(y == d)) for d in digits}
+        if got != expected or len(y) != sum(expected.values()):
+            raise AssertionError(
+                f"official MNIST: expected {sum(expected.values())} {split} images of digits "
+                f"{list(digits)} ({expected}), found {len(y)} ({got})"
+            )
