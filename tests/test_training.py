@@ -223,12 +223,74 @@ def test_bad_data_is_refused(tmp_path):
 # --- divergence -------------------------------------------------------------------------------
 
 
-def test_nan_loss_stops_with_experiment_and_epoch(tmp_path):
+def no_files_but(directory: Path, *allowed: str) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if p.is_file() and p.name not in allowed)
+
+
+@pytest.mark.parametrize("model", ["small-fc", "small-lenet"])
+@pytest.mark.parametrize("factor", [100.0, None])
+def test_divergence_stops_with_experiment_and_epoch_and_no_snapshot(tmp_path, model, factor):
+    """Issue 10, case 1: lr 1e6. With the default bound the loss bound fires in epoch 1; without
+    it, a non-finite loss or weight does. Either way: no snapshot, no metrics, no debris."""
+    data = make_data(tmp_path, model, n_train=64, n_test=20)
+    s = make_settings(model, lr_schedule=[[0, 1e6]], epochs=5, snapshots=[0.2, 1.0])
+    paths = make_paths(tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match=r"experiment toy diverged in epoch 1 .*lower") as e:
+        train(s, data, paths, divergence_factor=factor)
+    if factor is not None:
+        assert "more than training.divergence_factor (100) times the initial loss" in str(e.value)
+    assert not paths.metrics.exists()
+    assert no_files_but(tmp_path / "run") == []
+
+
+def test_nonfinite_bn_statistic_stops_although_the_loss_is_finite(tmp_path, monkeypatch):
+    """The issue's lenet case: BN running_var inf in the snapshot while the train-mode loss is
+    finite. An inf is injected into a BN buffer during epoch 2; the snapshot of epoch 1 is
+    removed too, the loss bound is off, and the error names the buffer."""
+    data = make_data(tmp_path, "small-lenet", n_train=50, n_test=20)
+    s = make_settings("small-lenet", epochs=3, snapshots=[0.4, 1.0])  # 0.4 -> epoch 1
+    paths = make_paths(tmp_path / "run")
+    import sgdvi.training as training
+
+    real_build, real_optimizer = training.build_model, training.make_optimizer
+    built = {}
+
+    def build(*a, **kw):
+        built["model"] = real_build(*a, **kw)
+        return built["model"]
+
+    def optimizer_with_hook(*a, **kw):
+        opt = real_optimizer(*a, **kw)
+        calls = {"n": 0}
+
+        def poison(optimizer, args, kwargs):
+            calls["n"] += 1
+            if calls["n"] == 4:  # 3 steps per epoch: the first step of epoch 2
+                bn = [m for m in built["model"].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+                with torch.no_grad():
+                    bn[-1].running_var[0] = math.inf
+
+        opt.register_step_post_hook(poison)
+        return opt
+
+    monkeypatch.setattr(training, "make_optimizer", optimizer_with_hook)
+    monkeypatch.setattr(training, "build_model", build)
+    with pytest.raises(TrainingDiverged, match=r"in epoch 2 .*BN statistic \S+running_var"):
+        train(s, data, paths, divergence_factor=None)
+    assert not paths.snapshot("0.4").exists()
+    assert no_files_but(tmp_path / "run", "checkpoint.pt") == []
+
+
+def test_loss_bound_catches_a_finite_explosion(tmp_path):
+    """lr 30 on small-fc: every loss stays finite (up to ~1e21) and without a bound the run
+    'succeeds'; with training.divergence_factor it stops in epoch 1."""
     data = make_data(tmp_path)
-    s = make_settings(lr_schedule=[[0, 1e6]], epochs=5)
-    with pytest.raises(TrainingDiverged, match=r"experiment toy: .* epoch \d+ .*lower"):
-        train(s, data, make_paths(tmp_path))
-    assert not (tmp_path / "metrics.parquet").exists()
+    s = make_settings(lr_schedule=[[0, 30.0]], epochs=2, snapshots=[1.0])
+    unbounded = train(s, data, make_paths(tmp_path / "a"), divergence_factor=None)
+    assert unbounded["train_loss"].iloc[-1] > 1e6  # diverged, finite, silent
+    with pytest.raises(TrainingDiverged, match="epoch 1 .*divergence_factor"):
+        train(s, data, make_paths(tmp_path / "b"))
+    assert no_files_but(tmp_path / "b") == []
 
 
 # --- resume -----------------------------------------------------------------------------------

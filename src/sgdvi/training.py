@@ -477,10 +477,10 @@ class _Divergence:
         self.run = run
         self.factor = factor
 
-    def error(self, what: str, value: Any, lr: float) -> TrainingDiverged:
+    def error(self, what: str, lr: float) -> TrainingDiverged:
         return TrainingDiverged(
-            f"experiment {self.name}: {what} became {value} in epoch {self.run.epoch + 1} "
-            f"(lr {lr:g}). The learning rate is probably too large: lower "
+            f"experiment {self.name} diverged in epoch {self.run.epoch + 1} (lr {lr:g}): {what}. "
+            f"No snapshot was kept. The learning rate is probably too large: lower "
             f"experiments.{self.name}.lr_schedule"
         )
 
@@ -491,12 +491,11 @@ class _Divergence:
 
     def check_loss(self, what: str, value: float, lr: float) -> None:
         if not math.isfinite(value):
-            raise self.error(what, value, lr)
+            raise self.error(f"{what} became {value}", lr)
         if value > self.bound():
             raise self.error(
-                what,
-                f"{value:.4g}, more than training.divergence_factor ({self.factor:g}) times the "
-                f"initial loss {self.run.initial_loss:.4g},",
+                f"{what} became {value:.4g}, more than training.divergence_factor "
+                f"({self.factor:g}) times the initial loss {self.run.initial_loss:.4g}",
                 lr,
             )
 
@@ -505,7 +504,12 @@ class _Divergence:
         with torch.no_grad():
             for key, value in self.run.model.state_dict().items():
                 if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                    raise self.error(f"{key} (non-finite values)", "inf/nan", lr)
+                    kind = (
+                        "BN statistic"
+                        if key.endswith(("running_mean", "running_var"))
+                        else "weight"
+                    )
+                    raise self.error(f"{kind} {key} is no longer finite (inf/nan)", lr)
 
 
 def _train_epoch(

@@ -1,4 +1,9 @@
-"""Train one experiment (rule `train`): snapshots, metrics table, resumable checkpoint."""
+"""Train one experiment (rule `train`): snapshots, metrics table, resumable checkpoint.
+
+The trainer dies with its Snakemake job (PDEATHSIG, and a watch on its parent and grandparent:
+Snakemake starts this script through bash) and holds a lock on the experiment's checkpoint,
+so a second trainer of the same experiment refuses to start (issue 10, case 3).
+"""
 
 import signal
 import sys
@@ -9,8 +14,10 @@ import torch
 
 from sgdvi.data import load_prepared
 from sgdvi.devices import resolve_device
+from sgdvi.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
 from sgdvi.rulelog import rule_log
 from sgdvi.training import (
+    DIVERGENCE_FACTOR,
     LOG,
     CheckpointError,
     StopRequest,
@@ -18,12 +25,19 @@ from sgdvi.training import (
     TrainingInterrupted,
     TrainPaths,
     TrainSettings,
+    describe_checkpoint,
     stop_on_signals,
     train,
 )
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
+
+
+def orphaned(stop: StopRequest) -> None:
+    """The Snakemake job that started us is gone: save a checkpoint and stop."""
+    LOG.error("the Snakemake job that started this trainer is gone; stopping")
+    stop.request(signal.SIGTERM)
 
 
 def main() -> int:
@@ -49,19 +63,24 @@ def main() -> int:
     )
     with stop_on_signals(StopRequest()) as stop:
         try:
-            metrics = train(
-                settings,
-                data,
-                paths,
-                device=device,
-                eval_batch_size=training["eval_batch_size"],
-                checkpoint_every=training["checkpoint_every"],
-                stop=stop,
-            )
+            with (
+                checkpoint_lock(paths.checkpoint, f"trainer of {name}"),
+                AncestorWatch(lambda: orphaned(stop)),
+            ):
+                metrics = train(
+                    settings,
+                    data,
+                    paths,
+                    device=device,
+                    eval_batch_size=training["eval_batch_size"],
+                    checkpoint_every=training["checkpoint_every"],
+                    stop=stop,
+                    divergence_factor=training.get("divergence_factor", DIVERGENCE_FACTOR),
+                )
         except TrainingInterrupted as exc:
             LOG.error("%s", exc)
             return 128 + (exc.signum or signal.SIGTERM)
-        except (TrainingDiverged, CheckpointError, ValueError) as exc:
+        except (TrainingDiverged, CheckpointError, CheckpointLocked, ValueError) as exc:
             LOG.error("%s", exc)
             return 1
     last = metrics.iloc[-1]
@@ -75,6 +94,7 @@ def main() -> int:
     return 0
 
 
+die_with_parent()  # SIGTERM (checkpoint, then exit) when our parent process dies
 # only sgdvi.training's records, to the log file and (progress) to stderr
 with rule_log(
     snakemake.log[0],
@@ -83,6 +103,7 @@ with rule_log(
     stderr=True,
     capture_all=False,
     failure="train failed",
+    resumed_from=describe_checkpoint(Path(snakemake.params.checkpoint)),
 ):
     status = main()
 sys.exit(status)

@@ -1,0 +1,151 @@
+"""sgdvi.atomic and its users: a failed write (full disk, interrupt) leaves no debris and the
+previous file intact (issue 10, case 2)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sgdvi.atomic import atomic_open, atomic_path, leftover_temp_files
+from sgdvi.data import load_prepared, save_prepared
+from sgdvi.models import build_model
+from sgdvi.snapshots import load_snapshot, save_snapshot
+from sgdvi.training import save_checkpoint
+
+META = {"model": "small-fc", "num_classes": 10, "dropout": 0.0}
+
+
+def enospc(*args, **kwargs):
+    """A writer that gets half-way, then finds the disk full."""
+    target = args[1] if len(args) > 1 else kwargs.get("f") or args[0]
+    if isinstance(target, str | os.PathLike):
+        Path(target).write_bytes(b"x" * 1000)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_success_renames_with_normal_permissions(tmp_path):
+    target = tmp_path / "sub" / "a.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.endswith(".npz") and tmp != target
+        np.savez(tmp, x=np.arange(3))
+    assert files(target.parent) == ["a.npz"]
+    np.testing.assert_array_equal(np.load(target)["x"], np.arange(3))
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    with atomic_open(tmp_path / "t.json", "w") as fh:
+        fh.write("{}")
+    assert (tmp_path / "t.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "exc", [OSError(errno.ENOSPC, "No space"), KeyboardInterrupt(), SystemExit(143)]
+)
+def test_any_failure_removes_the_temp_file_and_keeps_the_old_target(tmp_path, exc):
+    target = tmp_path / "a.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(type(exc)):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise exc
+    assert files(tmp_path) == ["a.pt"] and target.read_bytes() == b"old"
+    assert leftover_temp_files(tmp_path) == []
+
+
+def test_writer_that_writes_nothing_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="did not create"):
+        with atomic_path(tmp_path / "a.npz") as tmp:
+            tmp.unlink()
+    assert files(tmp_path) == []
+
+
+def test_snapshot_checkpoint_prepared_and_metrics_on_a_full_disk(tmp_path, monkeypatch):
+    """Every converted writer, with its low-level write failing with ENOSPC half-way."""
+    model = build_model("small-fc")
+    save_snapshot(tmp_path / "1.0.pt", model, META)
+    save_checkpoint(tmp_path / "checkpoint.pt", {"format": 1})
+    arrays = {
+        "x_train": np.zeros((4, 1, 7, 7)),
+        "y_train": np.zeros(4),
+        "x_test": np.zeros((2, 1, 7, 7)),
+        "y_test": np.zeros(2),
+    }
+    save_prepared(tmp_path / "mnist7.npz", **arrays)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+
+    monkeypatch.setattr(torch, "save", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        save_snapshot(tmp_path / "1.0.pt", model, META)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tmp_path / "checkpoint.pt", {"format": 1, "more": 2})
+    monkeypatch.setattr(np, "savez", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        save_prepared(tmp_path / "mnist7.npz", **arrays)
+
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # no debris, old intact
+    monkeypatch.undo()
+    load_snapshot(tmp_path / "1.0.pt")
+    assert load_prepared(tmp_path / "mnist7.npz").x_train.shape == (4, 1, 7, 7)
+
+
+def test_training_on_a_full_disk_leaves_no_debris(tmp_path, monkeypatch):
+    """train(): the metrics table fails to write; only the checkpoint (resumable) remains."""
+    from test_training import make_data, make_paths, make_settings
+
+    from sgdvi.training import train
+
+    data = make_data(tmp_path)
+    paths = make_paths(tmp_path / "run")
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        train(make_settings(epochs=2, snapshots=[1.0]), data, paths)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.rglob("*") if p.is_file()) == ["1.0.pt", "checkpoint.pt"]
+    assert leftover_temp_files(run) == [] and leftover_temp_files(run / "trained") == []
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KiB tmpfs (needs root and mount permission; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {proc.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_real_full_filesystem_leaves_no_debris(small_fs):
+    x = np.zeros((400, 1, 7, 7), np.float32)  # 78 KB: does not fit
+    with pytest.raises(OSError) as exc:
+        save_prepared(
+            small_fs / "mnist7.npz",
+            x_train=x,
+            y_train=np.zeros(400),
+            x_test=x[:1],
+            y_test=np.zeros(1),
+        )
+    assert exc.value.errno == errno.ENOSPC
+    with pytest.raises((OSError, RuntimeError)):  # torch reports ENOSPC as a RuntimeError
+        save_snapshot(small_fs / "big.pt", torch.nn.Linear(200, 200), META)
+    assert files(small_fs) == []
