@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from the schema and names every configuration key.
+"""docs/configuration.md is generated from the schema alone and names every configuration key.
 
 Regenerate after changing the schema or the shipped configs:
     .venv/bin/python -m sgdvi.config_reference > docs/configuration.md
@@ -33,6 +33,9 @@ def schema_paths(node: dict, path: tuple[str, ...] = ()) -> set[str]:
     for name, child in node.get("properties", {}).items():
         out.add(".".join((*path, name)))
         out |= schema_paths(child, (*path, name))
+        items = child.get("items")
+        if isinstance(items, dict) and "properties" in items:
+            out |= schema_paths(items, (*path, name + "[]"))
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         out.add(".".join((*path, "<name>")))
@@ -69,11 +72,12 @@ def test_doc_names_no_key_the_schema_lacks():
     assert not extra, f"docs/configuration.md names keys the schema does not have: {extra}"
 
 
-def test_a_new_schema_key_appears_with_its_type_and_paper_value():
+def test_a_new_schema_key_appears_with_its_type_default_and_paper_value():
     schema = copy.deepcopy(SCHEMA)
     schema["properties"]["theory"]["properties"]["sde"]["properties"]["substeps"] = {
         "type": "integer",
         "minimum": 3,
+        "default": 5,
         "description": "Euler steps per output step",
     }
     paper = (REPO / "config" / "config.yaml").read_text()
@@ -82,28 +86,74 @@ def test_a_new_schema_key_appears_with_its_type_and_paper_value():
     text = config_reference.generate(schema=schema, paper_text=paper)
     row = next(line for line in text.splitlines() if "`theory.sde.substeps`" in line)
     cells = [c.strip() for c in row.strip("|").split(" | ")]
-    assert cells[1] == "integer (>= 3)"
-    assert cells[2] == "`7`"
-    assert cells[4] == "Euler steps per output step"
+    assert cells == [
+        "`theory.sde.substeps`",
+        "integer (>= 3)",
+        "`5`",
+        "`7`",
+        "",
+        "Euler steps per output step",
+    ]
 
 
-def test_yaml_comments_attach_to_the_right_keys():
-    text = (
-        "# file header\n\n"
-        "# about a\n"
-        "a:\n"
-        "  b: 1   # inline b\n"
-        "  # above c\n"
-        "  c:\n"
-        "    d: [1, 2]\n"
-        "e: 3\n"
-    )
-    comments = config_reference.yaml_comments(text)
-    assert comments == {
-        ("a",): "about a",
-        ("a", "b"): "inline b",
-        ("a", "c"): "above c",
+def test_nested_maps_lists_and_refs():
+    """Sections in maps in sections, lists of sections and $refs all reach the page, with the
+    descriptions of the schema only (YAML comments are not a source)."""
+    schema = {
+        "$defs": {
+            "variant": {
+                "type": "object",
+                "description": "one variant",
+                "properties": {"lr": {"type": "number", "description": "step size"}},
+            },
+            "pos": {"type": "integer", "minimum": 1},
+        },
+        "type": "object",
+        "properties": {
+            "traj": {
+                "type": "object",
+                "description": "the trajectory",
+                "properties": {
+                    "variants": {
+                        "type": "object",
+                        "description": "named overrides",
+                        "additionalProperties": {"$ref": "#/$defs/variant"},
+                    },
+                    "blocks": {
+                        "type": "array",
+                        "description": "blocks",
+                        "items": {
+                            "type": "object",
+                            "properties": {"m": {"$ref": "#/$defs/pos", "description": "dirs"}},
+                        },
+                    },
+                    "mode": {"anyOf": [{"enum": ["a", "b"]}, {"type": "null"}]},
+                },
+            }
+        },
     }
+    paper = "traj:  # a comment that must not be used\n  variants:\n    fast: {lr: 0.5}\n"
+    text = config_reference.generate(schema=schema, paper_text=paper, quick_text="")
+    rows = {
+        line.split(" | ")[0].strip("| `").split("`")[0]: line
+        for line in text.splitlines()
+        if line.startswith("| `")
+    }
+    assert "step size" in rows["traj.variants.<name>.lr"]
+    assert "map" in rows["traj.variants"] and "named overrides" in rows["traj.variants"]
+    assert "integer (>= 1)" in rows["traj.blocks[].m"] and "dirs" in rows["traj.blocks[].m"]
+    assert "list of sections" in rows["traj.blocks"]
+    assert "`a` \\| `b` or `null`" in rows["traj.mode"]
+    assert "a comment" not in text
+    # the shipped entries of a map of sections get their own table
+    assert "Shipped `traj.variants`" in text and "| `lr` | `0.5` |" in text
+
+
+def test_every_schema_key_has_a_description():
+    missing = [
+        k.dotted for k in config_reference.schema_keys(SCHEMA) if not k.schema.get("description")
+    ]
+    assert not missing, f"schema keys without a description (the doc's only source): {missing}"
 
 
 @pytest.mark.parametrize(
