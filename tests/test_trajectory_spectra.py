@@ -132,3 +132,100 @@ def test_analysis_detects_low_frequency_modes_and_accepts_white_increments(tmp_p
     assert mean_reverting["low_freq_ratio"] < 0.5  # OU increments: low-frequency deficit
     assert mean_reverting["low_freq_p_value_lower"] == pytest.approx(1 / 41)
     assert mean_reverting["ou_coefficient"] == pytest.approx(0.95, abs=0.02)
+
+
+# --- the fast analysis against the brute-force reference (issue 12) ------------------------
+
+
+def test_affine_permutation_permutes_the_dft_bins():
+    """|DFT(w o alpha)|^2 at k equals |DFT(w)|^2 at k a^-1 mod m for alpha(t) = a t + b."""
+    rng = np.random.default_rng(6)
+    m = 360  # 2^3 3^2 5: many non-units
+    w = rng.standard_normal(m)
+    power = np.abs(np.fft.fft(w)) ** 2
+    for a in (7, 11, 77, 359):
+        b = int(rng.integers(m))
+        y = w[(a * np.arange(m) + b) % m]
+        a_inv = pow(a, -1, m)
+        np.testing.assert_allclose(
+            np.abs(np.fft.fft(y)) ** 2, power[(np.arange(m) * a_inv) % m], rtol=1e-9
+        )
+
+
+def test_spectrum_null_is_the_pooled_power_of_explicit_uniform_permutations():
+    """Every surrogate equals the brute-force low-frequency power of a concrete permutation
+    sigma_r o alpha_b of the increments (so each is a uniformly random permutation)."""
+    from sgdvi.trajectory import analysis
+
+    rng = np.random.default_rng(7)
+    n, k, b_perm, seed = 730, 6, 60, 3
+    x = np.cumsum(rng.standard_normal((k, n)), axis=1).astype(np.float32)
+    grid = analysis._Grid.build(n, 20, 0.5, 0.05)
+    m = grid.m_fft
+    got = analysis._spectrum_null(x, grid, [slice(0, 4), slice(4, k)], seed, b_perm, 1)
+    inv = analysis._units(m, b_perm, np.random.default_rng([seed, 20180102]))
+    n_base = -(-b_perm // analysis._SURROGATES_PER_BASE)
+    assert n_base == 3 and len(set(inv.tolist())) > b_perm - 5
+    delta = np.diff(grid.tail(x), axis=1).astype(np.float64)
+    for b in range(b_perm):
+        sigma = nulls.time_permutation(seed, b % n_base, m, 0)
+        alpha = (pow(int(inv[b]), -1, m) * np.arange(m)) % m
+        f = np.fft.rfft(delta[:, sigma][:, alpha], axis=1)
+        np.testing.assert_allclose(got[b], (np.abs(f[:, grid.low]) ** 2).sum(), rtol=1e-5)
+
+
+def _compare_with_reference(tmp_path, x, n_perm, **kw):
+    from trajectory_analysis_reference import analyse_trajectory as reference
+
+    path = _save(tmp_path, x)
+    new = analyse_trajectory(path, n_permutations=n_perm, block_mb=0.05, **kw)
+    old = reference(path, n_permutations=n_perm, block_mb=0.05, **kw)
+    exact = ["n", "n_fft", "d", "d_active", "active", "freqs", "lags", "band", "n_low_freq_bins"]
+    for key in exact + ["ou_coefficient", "low_freq_ratio", "low_freq_ratio_median"]:
+        np.testing.assert_allclose(new[key], old[key], rtol=1e-10, err_msg=key)
+    for key in ["ac_frac_outside", "per_weight_low_freq_ratio", "per_weight_ac_frac_outside"]:
+        np.testing.assert_allclose(new[key], old[key], rtol=1e-10, err_msg=key)
+    for key in ["fft_mean", "fft_std", "ac_mean", "ac_std"]:
+        np.testing.assert_allclose(new[key], old[key], rtol=1e-8, atol=1e-12, err_msg=key)
+    # same AC permutations: the p-value is the brute-force one exactly
+    assert new["ac_p_value"] == old["ac_p_value"]
+    return new, old
+
+
+def test_fast_analysis_agrees_with_the_reference_on_a_random_walk(tmp_path):
+    rng = np.random.default_rng(8)
+    n, k, n_perm = 1500, 70, 200
+    walk = np.cumsum(rng.standard_normal((n, k)), axis=0)
+    walk = np.concatenate([walk, np.full((n, 2), 0.3)], axis=1)
+    new, old = _compare_with_reference(tmp_path, walk, n_perm)
+    # the AC null was decided early (observed ~0.9, surrogates ~0.004): 32 of 70 weights
+    assert new["perm_ac_weights_evaluated"].max() == 32
+    np.testing.assert_allclose(new["perm_ac_frac_outside"], old["perm_ac_frac_outside"], atol=0.004)
+    # spectrum null: same distribution (mean exactly 1 in expectation; spread as brute force)
+    for res in (new, old):
+        assert res["low_freq_ratio_perm_mean"] == pytest.approx(1.0, abs=0.03)
+    sd_new, sd_old = new["perm_low_freq_ratio"].std(), old["perm_low_freq_ratio"].std()
+    assert 0.75 < sd_new / sd_old < 1.33  # 200 draws each: sd known to ~5 %
+    for key in ["low_freq_p_value", "low_freq_p_value_lower"]:
+        assert abs(new[key] - old[key]) < 0.1, key
+    # single surrogates: different random draws, same statistics within noise
+    for key in ["ac_frac_outside_walk", "ac_frac_outside_ou", "ac_frac_outside_shuffle"]:
+        assert new[key] == pytest.approx(old[key], abs=0.06), key
+    assert new["low_freq_ratio_ou"] == pytest.approx(old["low_freq_ratio_ou"], rel=0.3)
+    np.testing.assert_allclose(
+        new["fft_perm_mean"][1:].mean(), old["fft_perm_mean"][1:].mean(), rtol=0.05
+    )
+
+
+def test_fast_analysis_agrees_with_the_reference_near_the_null(tmp_path):
+    """White positions (no memory): the AC null cannot be decided early; every weight runs,
+    and the surrogate values equal the brute-force ones."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((800, 40))
+    x[:, :5] += np.linspace(0, 3, 800)[:, None]  # a few weights with memory
+    new, old = _compare_with_reference(tmp_path, x, 60, n_lags=30)
+    assert (new["perm_ac_weights_evaluated"] == 40).mean() > 0.5
+    full = new["perm_ac_weights_evaluated"] == 40
+    np.testing.assert_allclose(
+        new["perm_ac_frac_outside"][full], old["perm_ac_frac_outside"][full], atol=1e-3
+    )

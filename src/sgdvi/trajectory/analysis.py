@@ -1,7 +1,8 @@
 """Per-seed analysis of a stored trajectory: Fig. 3a/3b curves, null models, test statistics.
 
-Reads ``weights.npy`` (n, d) memory-mapped, a block of weights (columns) at a time, so that
-memory stays near ``block_mb`` times a small factor whatever the trajectory length.
+Reads ``weights.npy`` (n, d) memory-mapped in contiguous chunks of epochs into one float32
+(d_active, n) array (time contiguous; memory about twice the file), then works on blocks of
+weights.
 
 Statistics (per seed, over the d_active weights that move; the 16 first-layer biases have a
 zero gradient under train-mode BN and never do):
@@ -17,10 +18,30 @@ zero gradient under train-mode BN and never do):
   increments: ``low_freq_p_value`` for an excess, ``low_freq_p_value_lower`` for a deficit;
   shuffled positions: ``ac_p_value``), and the same statistics of an isotropic OU process with the
   weights' means and variances (the "Brownian motion near a critical point" picture).
+
+How the permutation tests stay cheap (issue 12; same null distributions as a brute-force loop):
+
+- **Spectrum** (:func:`_spectrum_null`). For an affine permutation ``t -> a t + b (mod m)``
+  (``a`` a unit mod m) the DFT of the permuted sequence is a permutation of the bins,
+  ``|Y_k|^2 = |W_{k a^-1 mod m}|^2``, so the pooled low-frequency power of ``w o alpha`` is a
+  sum of the pooled power spectrum of ``w`` at ``{k a^-1}``. Each surrogate is
+  ``delta o sigma_r o alpha_b``, a uniformly random base permutation ``sigma_r`` composed with a
+  random affine map: **each surrogate is exactly a uniformly random permutation** of the
+  increments, as in the brute-force test, while only ``ceil(B / 25)`` base FFTs per weight
+  are computed (surrogates sharing a base sum the power of one periodogram over nearly
+  disjoint bin sets).
+- **Autocorrelation** (:func:`_ac_null`). The p-value needs, per permutation, only whether
+  ``mean_i f_i(pi) >= observed`` (``f_i`` in [0, 1]: the fraction of lags outside the band).
+  Weights are evaluated in a random order, at least ``_AC_MIN_WEIGHTS`` of them, until the
+  partial sum decides that comparison for certain (bounds: remaining ``f_i`` in [0, 1]):
+  the p-value is exactly the brute-force one for the same permutations; the reported
+  surrogate values are means over the evaluated weights (all of them when undecided).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +49,11 @@ import numpy as np
 from scipy import fft as sfft
 
 from sgdvi.trajectory import nulls, spectra
+
+_CURVES = ("fft", "fft_perm", "fft_ou", "ac", "ac_ou", "ac_walk", "ac_shuffle")
+_SURROGATES_PER_BASE = 25  # spectrum surrogates sharing one base permutation's FFT
+_AC_MIN_WEIGHTS = 32  # weights evaluated for every autocorrelation surrogate
+_READ_EPOCHS = 8192  # epochs read from the memory map at a time
 
 
 @dataclass
@@ -52,15 +78,263 @@ class _Moments:
         return mean, np.sqrt(var)
 
 
-def _blocks(columns: np.ndarray, n: int, block_mb: float) -> list[np.ndarray]:
-    per_col = 8 * max(n, 1)
-    k = max(1, int(block_mb * 2**20 // per_col))
-    return [columns[i : i + k] for i in range(0, len(columns), k)]
+@dataclass(frozen=True)
+class _Grid:
+    """Lengths, frequencies and lags of one trajectory's analysis."""
+
+    n: int
+    m_fft: int  # FFT length of the increments: the last m_fft increments
+    freqs: np.ndarray
+    low: np.ndarray  # boolean mask of the low-frequency bins
+    lags: np.ndarray
+    band: float
+    n_ac_fft: int  # zero-padded length of the autocorrelation FFT (linear up to max lag)
+
+    @classmethod
+    def build(cls, n: int, n_lags: int, max_lag_fraction: float, cutoff: float) -> _Grid:
+        # the largest 5-smooth m <= n - 1: a length with a large prime factor
+        # (n - 1 = 1799 = 7 x 257) makes every FFT ~4x slower
+        m_fft = sfft.prev_fast_len(n - 1, real=True)
+        freqs = sfft.rfftfreq(m_fft, d=1.0)
+        lags = spectra.even_lags(n, n_lags, max_lag_fraction)
+        return cls(
+            n=n,
+            m_fft=m_fft,
+            freqs=freqs,
+            low=spectra.low_frequency_mask(freqs, cutoff),
+            lags=lags,
+            band=spectra.confidence_band(n, 0.99),
+            n_ac_fft=sfft.next_fast_len(n + int(lags[-1]), real=True),
+        )
+
+    @property
+    def n_low(self) -> int:
+        return int(self.low.sum())
+
+    def tail(self, x: np.ndarray) -> np.ndarray:
+        """The last m_fft + 1 epochs of (k, n) blocks: m_fft increments."""
+        return x[:, self.n - 1 - self.m_fft :]
 
 
-def _read(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Columns ``cols`` of the (n, d) trajectory as a (k, n) float64 block (time contiguous)."""
-    return np.ascontiguousarray(np.asarray(w[:, cols], dtype=np.float64).T)
+def _load(w: np.ndarray) -> np.ndarray:
+    """The (n, d) memory map as a (d, n) float32 array, read in contiguous epoch chunks."""
+    n, d = w.shape
+    out = np.empty((d, n), dtype=np.float32)
+    for start in range(0, n, _READ_EPOCHS):
+        out[:, start : start + _READ_EPOCHS] = np.asarray(w[start : start + _READ_EPOCHS]).T
+    return out
+
+
+def _blocks(k: int, n: int, block_mb: float) -> list[slice]:
+    per_row = 8 * max(n, 1)
+    size = max(1, int(block_mb * 2**20 // per_row))
+    return [slice(i, min(i + size, k)) for i in range(0, k, size)]
+
+
+def _weight_moments(x: np.ndarray, blocks: list[slice]) -> dict[str, np.ndarray]:
+    """Per weight: mean, std, sum of squared increments and of centred squares (float64)."""
+    d, n = x.shape
+    out = {key: np.zeros(d) for key in ("mean", "std", "ss_delta", "ss_centred")}
+    for sl in blocks:
+        x64 = x[sl].astype(np.float64)
+        out["mean"][sl] = x64.mean(axis=1)
+        out["std"][sl] = x64.std(axis=1)
+        out["ss_delta"][sl] = (np.diff(x64, axis=1) ** 2).sum(axis=1)
+    out["ss_centred"] = n * out["std"] ** 2
+    return out
+
+
+def _keep_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]`` for increasing ``rows``, compacted in place (no second copy of x)."""
+    if rows.size == x.shape[0]:
+        return x
+    for dst, src in enumerate(rows):
+        if dst != src:
+            x[dst] = x[src]
+    return x[: rows.size]
+
+
+def _low_sums(amp: np.ndarray, delta: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per weight: observed low-frequency power and its permuted-increment expectation."""
+    power = (amp[:, grid.low] ** 2).sum(axis=1)
+    return power, grid.n_low * nulls.expected_permuted_power(delta, axis=1)
+
+
+def _observed_block(x: np.ndarray, grid: _Grid, workers: int) -> dict[str, np.ndarray]:
+    """Fig. 3a/3b curves and statistics of the trajectory itself (float64)."""
+    xf = grid.tail(x)
+    _, amp = spectra.increment_spectrum(xf, workers, axis=1)
+    power, expected = _low_sums(amp, np.diff(xf, axis=1), grid)
+    ac = spectra.autocorrelation(x, grid.lags, workers, axis=1)
+    return {
+        "fft": amp,
+        "ac": ac,
+        "low_power": power,
+        "low_expected": expected,
+        "frac": spectra.fraction_outside(ac, grid.band, axis=1),
+    }
+
+
+def _surrogate_block(
+    x: np.ndarray,
+    grid: _Grid,
+    ou_args: tuple[float, np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    workers: int,
+) -> dict[str, np.ndarray]:
+    """One surrogate per weight of each null model: permuted-increment walk, shuffled
+    positions, isotropic OU (curves of Fig. 3a/3b and the OU statistics)."""
+    n = grid.n
+    walk = nulls.permuted_increments(x, rng, axis=1)
+    _, amp_p = spectra.increment_spectrum(grid.tail(walk), workers, axis=1)
+    ac_w = spectra.autocorrelation(walk.astype(np.float32), grid.lags, workers, axis=1)
+    del walk
+    shuffled = nulls.permute_columns(x.astype(np.float32), rng, axis=1)
+    ac_s = spectra.autocorrelation(shuffled, grid.lags, workers, axis=1)
+    del shuffled
+    a_ou, mean, std = ou_args
+    ou = nulls.ornstein_uhlenbeck(n, a_ou, mean, std, rng, axis=1)
+    ou_f = grid.tail(ou)
+    _, amp_ou = spectra.increment_spectrum(ou_f, workers, axis=1)
+    power_ou, expected_ou = _low_sums(amp_ou, np.diff(ou_f, axis=1), grid)
+    ac_ou = spectra.autocorrelation(ou.astype(np.float32), grid.lags, workers, axis=1)
+    band = grid.band
+    return {
+        "fft_perm": amp_p,
+        "ac_walk": ac_w,
+        "ac_shuffle": ac_s,
+        "fft_ou": amp_ou,
+        "ac_ou": ac_ou,
+        "low_power_ou": power_ou,
+        "low_expected_ou": expected_ou,
+        "frac_walk": spectra.fraction_outside(ac_w, band, axis=1),
+        "frac_shuffle": spectra.fraction_outside(ac_s, band, axis=1),
+        "frac_ou": spectra.fraction_outside(ac_ou, band, axis=1),
+    }
+
+
+def _units(m: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` uniform draws from the units of Z/mZ (residues coprime to m)."""
+    out = np.empty(0, dtype=np.int64)
+    while out.size < size:
+        cand = rng.integers(1, max(m, 2), size=2 * size + 8)
+        out = np.concatenate([out, cand[np.gcd(cand, m) == 1]])
+    return out[:size]
+
+
+def _spectrum_null(
+    x: np.ndarray, grid: _Grid, blocks: list[slice], seed: int, n_perm: int, workers: int
+) -> np.ndarray:
+    """Pooled low-frequency power of ``n_perm`` uniformly permuted increment series.
+
+    Surrogate b = base permutation ``sigma_{b mod R}`` (``nulls.time_permutation``) composed
+    with an affine map of multiplier ``a_b`` (see the module docstring): its pooled power is
+    ``sum_{k low} Q_r[fold(k a_b^-1 mod m)]`` with ``Q_r`` the power spectrum of the base
+    surrogate summed over weights. Exactly the uniform-permutation null of the brute force.
+    """
+    m = grid.m_fft
+    n_base = math.ceil(n_perm / _SURROGATES_PER_BASE)
+    pooled = np.zeros((n_base, m // 2 + 1))
+    for r in range(n_base):
+        sigma = nulls.time_permutation(seed, r, m, 0)
+        for sl in blocks:
+            delta = np.diff(grid.tail(x[sl]), axis=1)[:, sigma]
+            f = sfft.rfft(delta, axis=1, workers=workers)
+            pooled[r] += (f.real.astype(np.float64) ** 2 + f.imag.astype(np.float64) ** 2).sum(0)
+    inverse_multipliers = _units(m, n_perm, np.random.default_rng([seed, 20180102]))
+    k_low = np.flatnonzero(grid.low)
+    out = np.empty(n_perm)
+    for b in range(n_perm):
+        j = (k_low * inverse_multipliers[b]) % m
+        out[b] = pooled[b % n_base][np.minimum(j, m - j)].sum()
+    return out
+
+
+def _ac_fractions(
+    xc: np.ndarray, c0: np.ndarray, perm: np.ndarray, grid: _Grid, workers: int
+) -> np.ndarray:
+    """Per weight, fraction of lags >= 1 outside the band for time-permuted centred rows."""
+    f = sfft.rfft(xc[:, perm], n=grid.n_ac_fft, axis=1, workers=workers)
+    c = sfft.irfft(f.real**2 + f.imag**2, n=grid.n_ac_fft, axis=1, workers=workers)
+    r = c[:, grid.lags[1:]] / c0[:, None]
+    return (np.abs(r) > grid.band).mean(axis=1)
+
+
+def _ac_null(
+    x: np.ndarray, grid: _Grid, observed: float, seed: int, n_perm: int, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled-position surrogates of ``ac_frac_outside``, evaluated until decided.
+
+    Returns (value per permutation: mean over the evaluated weights, number evaluated). The
+    count of values >= ``observed`` (the p-value) equals the brute-force count over all
+    weights for the same permutations ``nulls.time_permutation(seed, b, n, 1)``.
+    """
+    k = x.shape[0]
+    order = np.random.default_rng([seed, 20180103]).permutation(k)
+    xc = x[order] - x[order].mean(axis=1, keepdims=True)
+    c0 = (xc.astype(np.float64) ** 2).sum(axis=1)  # irfft(|F|^2) at lag 0: sum of squares
+    values, evaluated = np.empty(n_perm), np.zeros(n_perm, dtype=np.int64)
+    for b in range(n_perm):
+        perm = nulls.time_permutation(seed, b, grid.n, 1)
+        total, done = 0.0, 0
+        while done < k:
+            step = slice(done, min(done + _AC_MIN_WEIGHTS, k))
+            total += float(_ac_fractions(xc[step], c0[step], perm, grid, workers).sum())
+            done = step.stop
+            if total / k >= observed or (total + (k - done)) / k < observed:
+                break
+        values[b], evaluated[b] = total / done, done
+    return values, evaluated
+
+
+def _accumulate(
+    x: np.ndarray,
+    grid: _Grid,
+    mom: dict[str, np.ndarray],
+    a_ou: float,
+    rng,
+    workers: int,
+    blocks: list[slice],
+    log: Callable[[str], None] | None,
+) -> tuple[dict[str, _Moments], dict[str, np.ndarray]]:
+    """Observed and single-surrogate curves (mean/std over weights) and per-weight values."""
+    curves = {key: _Moments() for key in _CURVES}
+    per_weight: dict[str, list[np.ndarray]] = {}
+    for bi, sl in enumerate(blocks):
+        x64 = x[sl].astype(np.float64)
+        ou_args = (a_ou, mom["mean"][sl], mom["std"][sl])
+        block = _observed_block(x64, grid, workers)
+        block |= _surrogate_block(x64, grid, ou_args, rng, workers)
+        for key, value in block.items():
+            if key in curves:
+                curves[key].add(value.T)
+            else:
+                per_weight.setdefault(key, []).append(value)
+        if log is not None:
+            log(f"curves: block {bi + 1}/{len(blocks)}: {sl.stop}/{x.shape[0]} weights")
+    return curves, {key: np.concatenate(v) for key, v in per_weight.items()}
+
+
+def _p_values(pw: dict[str, np.ndarray], perm_low: np.ndarray, perm_frac: np.ndarray):
+    """Observed statistics and their one-sided permutation p-values (NaN without surrogates)."""
+    low_ratio = float(pw["low_power"].sum() / pw["low_expected"].sum())
+    frac = float(pw["frac"].mean())
+    has = perm_low.size > 0
+    nan = float("nan")
+    return {
+        "low_freq_ratio": low_ratio,
+        "low_freq_ratio_median": float(np.median(pw["low_power"] / pw["low_expected"])),
+        "low_freq_ratio_ou": float(pw["low_power_ou"].sum() / pw["low_expected_ou"].sum()),
+        "low_freq_ratio_perm_mean": float(perm_low.mean()) if has else nan,
+        "low_freq_p_value": nulls.permutation_pvalue(low_ratio, perm_low) if has else nan,
+        "low_freq_p_value_lower": nulls.permutation_pvalue(-low_ratio, -perm_low) if has else nan,
+        "ac_frac_outside": frac,
+        "ac_frac_outside_shuffle": float(pw["frac_shuffle"].mean()),
+        "ac_frac_outside_walk": float(pw["frac_walk"].mean()),
+        "ac_frac_outside_ou": float(pw["frac_ou"].mean()),
+        "ac_frac_outside_perm_mean": float(perm_frac.mean()) if has else nan,
+        "ac_p_value": nulls.permutation_pvalue(frac, perm_frac) if has else nan,
+    }
 
 
 def analyse_trajectory(
@@ -73,148 +347,59 @@ def analyse_trajectory(
     seed: int = 0,
     block_mb: float = 16.0,
     workers: int = 1,
-    log=None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray | float | int]:
-    """Curves (means and standard deviations over weights) and statistics of one trajectory.
+    """Curves (means and standard deviations over weights) and statistics of one trajectory
+    (Fig. 3a: FFT of the increments; Fig. 3b: autocorrelation; Section IV-B).
 
-    Memory: a few arrays of ``block_mb`` MB at a time. Returns a flat dict of arrays and
-    scalars (saved by the workflow as ``analysis.npz``).
+    Memory: a float32 copy of the weights plus a few arrays of ``block_mb`` MB. Returns a
+    flat dict of arrays and scalars (saved by the workflow as ``analysis.npz``).
     """
     w = np.load(weights_path, mmap_mode="r")
     n, d = w.shape
     if n < 8:
         raise ValueError(f"{weights_path} holds {n} stored epochs; need at least 8 for spectra")
-    rng = np.random.default_rng([seed, 20180101])
-    lags = spectra.even_lags(n, n_lags, max_lag_fraction)
-    band = spectra.confidence_band(n, 0.99)
-    # FFT length of the increments: the largest 5-smooth m <= n - 1 (the last m increments);
-    # a length with a large prime factor (n - 1 = 1799 = 7 x 257) makes every FFT ~4x slower
-    m_fft = sfft.prev_fast_len(n - 1, real=True)
-    freqs = sfft.rfftfreq(m_fft, d=1.0)
-    low = spectra.low_frequency_mask(freqs, low_frequency_cutoff)
-    n_low = int(low.sum())
-
-    # pass 1: which weights move; means, standard deviations, sums for the OU fit
-    mean = np.zeros(d)
-    std = np.zeros(d)
-    ss_delta = np.zeros(d)
-    ss_centred = np.zeros(d)
-    for cols in _blocks(np.arange(d), n, block_mb):
-        x = _read(w, cols)
-        mean[cols] = x.mean(axis=1)
-        std[cols] = x.std(axis=1)
-        ss_centred[cols] = n * std[cols] ** 2
-        ss_delta[cols] = (np.diff(x, axis=1) ** 2).sum(axis=1)
-    active = np.flatnonzero(std > 0)
+    grid = _Grid.build(n, n_lags, max_lag_fraction, low_frequency_cutoff)
+    x = _load(w)
+    mom = _weight_moments(x, _blocks(d, n, block_mb))
+    active = np.flatnonzero(mom["std"] > 0)
     if active.size == 0:
         raise ValueError(f"no weight moves in {weights_path}: nothing to analyse")
-    a_ou = nulls.fit_isotropic_ou(ss_delta[active], ss_centred[active])
-
-    curves = {
-        k: _Moments() for k in ("fft", "fft_perm", "fft_ou", "ac", "ac_ou", "ac_walk", "ac_shuffle")
-    }
-    k_act = active.size
-    low_power = np.zeros(k_act)  # sum over low frequencies of |F|^2, per weight
-    low_expected = np.zeros(k_act)  # its expectation under permuted increments
-    low_power_ou = np.zeros(k_act)
-    low_expected_ou = np.zeros(k_act)
-    frac = np.zeros(k_act)
-    frac_ou = np.zeros(k_act)
-    frac_walk = np.zeros(k_act)
-    frac_shuffle = np.zeros(k_act)
-    perm_low = np.zeros(n_permutations)
-    perm_frac = np.zeros(n_permutations)
-
-    def low_sums(amp: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        power = (amp[:, low] ** 2).sum(axis=1)
-        return power, n_low * nulls.expected_permuted_power(delta, axis=1)
-
-    done = 0
-    blocks = _blocks(active, n, block_mb)
-    for bi, cols in enumerate(blocks):
-        sl = slice(done, done + len(cols))
-        done += len(cols)
-        x = _read(w, cols)
-        xf = x[:, n - 1 - m_fft :]  # the last m_fft + 1 epochs: m_fft increments
-        delta = np.diff(xf, axis=1)
-        _, amp = spectra.increment_spectrum(xf, workers, axis=1)
-        curves["fft"].add(amp.T)
-        low_power[sl], low_expected[sl] = low_sums(amp, delta)
-        ac = spectra.autocorrelation(x, lags, workers, axis=1)
-        curves["ac"].add(ac.T)
-        frac[sl] = spectra.fraction_outside(ac, band, axis=1)
-
-        walk = nulls.permuted_increments(x, rng, axis=1)
-        _, amp_p = spectra.increment_spectrum(walk[:, n - 1 - m_fft :], workers, axis=1)
-        curves["fft_perm"].add(amp_p.T)
-        ac_w = spectra.autocorrelation(walk, lags, workers, axis=1)
-        curves["ac_walk"].add(ac_w.T)
-        frac_walk[sl] = spectra.fraction_outside(ac_w, band, axis=1)
-
-        ac_s = spectra.autocorrelation(nulls.permute_columns(x, rng, axis=1), lags, workers, axis=1)
-        curves["ac_shuffle"].add(ac_s.T)
-        frac_shuffle[sl] = spectra.fraction_outside(ac_s, band, axis=1)
-
-        ou = nulls.ornstein_uhlenbeck(n, a_ou, mean[cols], std[cols], rng, axis=1)
-        ou_f = ou[:, n - 1 - m_fft :]
-        _, amp_ou = spectra.increment_spectrum(ou_f, workers, axis=1)
-        curves["fft_ou"].add(amp_ou.T)
-        low_power_ou[sl], low_expected_ou[sl] = low_sums(amp_ou, np.diff(ou_f, axis=1))
-        ac_ou = spectra.autocorrelation(ou, lags, workers, axis=1)
-        curves["ac_ou"].add(ac_ou.T)
-        frac_ou[sl] = spectra.fraction_outside(ac_ou, band, axis=1)
-        del walk, ou, ou_f, amp_p, amp_ou
-        # float32 copies for the surrogates: half the FFT time, ample precision for the tests
-        delta32 = delta.astype(np.float32)
-        x32 = x.astype(np.float32)
-
-        # permutation tests: increments permuted in time (spectrum), positions shuffled (AC)
-        for b in range(n_permutations):
-            d_perm = delta32[:, nulls.time_permutation(seed, b, m_fft, 0)]
-            amp_b = np.abs(sfft.rfft(d_perm, axis=1, workers=workers))
-            perm_low[b] += (amp_b[:, low] ** 2).sum()
-            x_perm = x32[:, nulls.time_permutation(seed, b, n, 1)]
-            ac_b = spectra.autocorrelation(x_perm, lags, workers, axis=1)
-            perm_frac[b] += spectra.fraction_outside(ac_b, band, axis=1).sum()
-        if log is not None:
-            log(f"block {bi + 1}/{len(blocks)}: {done}/{k_act} weights")
-
-    low_ratio = float(low_power.sum() / low_expected.sum())
-    perm_low /= low_expected.sum()
-    perm_frac /= k_act
-    has_perm = n_permutations > 0
+    x = _keep_rows(x, active)
+    mom = {key: v[active] for key, v in mom.items()}
+    a_ou = nulls.fit_isotropic_ou(mom["ss_delta"], mom["ss_centred"])
+    blocks = _blocks(active.size, n, block_mb)
+    rng = np.random.default_rng([seed, 20180101])
+    curves, pw = _accumulate(x, grid, mom, a_ou, rng, workers, blocks, log)
+    perm_low = _spectrum_null(x, grid, blocks, seed, n_permutations, workers)
+    perm_low /= pw["low_expected"].sum()
+    if log is not None:
+        log(f"spectrum null: {n_permutations} surrogates")
+    perm_frac, evaluated = _ac_null(
+        x, grid, float(pw["frac"].mean()), seed, n_permutations, workers
+    )
+    if log is not None:
+        log(f"autocorrelation null: {n_permutations} surrogates, {evaluated.sum()} weight-FFTs")
     out: dict[str, np.ndarray | float | int] = {
         "n": n,
-        "n_fft": m_fft,
+        "n_fft": grid.m_fft,
         "d": d,
-        "d_active": int(k_act),
+        "d_active": int(active.size),
         "active": active,
-        "freqs": freqs,
-        "lags": lags,
-        "band": band,
+        "freqs": grid.freqs,
+        "lags": grid.lags,
+        "band": grid.band,
         "low_frequency_cutoff": low_frequency_cutoff,
-        "n_low_freq_bins": n_low,
+        "n_low_freq_bins": grid.n_low,
         "ou_coefficient": a_ou,
         "n_permutations": n_permutations,
-        "low_freq_ratio": low_ratio,
-        "low_freq_ratio_median": float(np.median(low_power / low_expected)),
-        "low_freq_ratio_ou": float(low_power_ou.sum() / low_expected_ou.sum()),
-        "low_freq_ratio_perm_mean": float(perm_low.mean()) if has_perm else np.nan,
-        "low_freq_p_value": nulls.permutation_pvalue(low_ratio, perm_low) if has_perm else np.nan,
-        "low_freq_p_value_lower": nulls.permutation_pvalue(-low_ratio, -perm_low)
-        if has_perm
-        else np.nan,
-        "ac_frac_outside": float(frac.mean()),
-        "ac_frac_outside_shuffle": float(frac_shuffle.mean()),
-        "ac_frac_outside_walk": float(frac_walk.mean()),
-        "ac_frac_outside_ou": float(frac_ou.mean()),
-        "ac_frac_outside_perm_mean": float(perm_frac.mean()) if has_perm else np.nan,
-        "ac_p_value": nulls.permutation_pvalue(frac.mean(), perm_frac) if has_perm else np.nan,
         "perm_low_freq_ratio": perm_low,
         "perm_ac_frac_outside": perm_frac,
-        "per_weight_low_freq_ratio": low_power / low_expected,
-        "per_weight_ac_frac_outside": frac,
+        "perm_ac_weights_evaluated": evaluated,
+        "per_weight_low_freq_ratio": pw["low_power"] / pw["low_expected"],
+        "per_weight_ac_frac_outside": pw["frac"],
     }
-    for key, mom in curves.items():
-        out[f"{key}_mean"], out[f"{key}_std"] = mom.mean_std()
+    out |= _p_values(pw, perm_low, perm_frac)
+    for key, m in curves.items():
+        out[f"{key}_mean"], out[f"{key}_std"] = m.mean_std()
     return out
