@@ -8,7 +8,9 @@
 # Stages (one .smk each): data -> train -> diffusion (Figs. 1, 2) / trajectory (Fig. 3);
 # theory (Fig. 4 and the numerical checks) needs no data.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+import sgdvi.config
 
 min_version("9.17")
 
@@ -16,7 +18,11 @@ min_version("9.17")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# against workflow/schemas/config.schema.yaml; a bad key or value stops here in a few lines
+# (key path, what is wrong, the closest valid key, the 1.0e+6 hint for 1e6)
+_config_problem = sgdvi.config.schema_error(config)
+if _config_problem:
+    raise sgdvi.config.ConfigError(_config_problem)
 
 
 include: "workflow/rules/common.smk"

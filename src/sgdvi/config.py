@@ -7,8 +7,10 @@ and out-of-range values. :func:`check_config` adds the checks a schema cannot ex
 
 from __future__ import annotations
 
+import difflib
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -243,18 +245,92 @@ def check_config(config: Mapping[str, Any]) -> None:
                 )
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Schema validation plus :func:`check_config`, as the Snakefile does (for tests and tools)."""
+#: a number PyYAML (YAML 1.1) reads as a string: an exponent without a dot or without a sign
+_EXPONENT_STRING = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)\s*$")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_path(parts: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _number_hint(value: Any) -> str | None:
+    """``1e6`` read as a string -> the hint to write ``1.0e+6``."""
+    if not isinstance(value, str):
+        return None
+    match = _EXPONENT_STRING.match(value)
+    if not match:
+        return None
+    mantissa, exponent = match.groups()
+    if "." not in mantissa:
+        mantissa += ".0"
+    fixed = f"{mantissa}e{int(exponent):+d}"
+    return f"YAML reads {value.strip()} as text, not a number; write it as {fixed}"
+
+
+def format_schema_error(error: Any, others: int = 0) -> str:
+    """At most ~3 lines for one :class:`jsonschema.ValidationError`: key path, what is wrong,
+    the closest valid key or value for a misspelling, the ``1.0e+6`` hint for ``1e6``."""
+    path = list(error.absolute_path)
+    hint = None
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in known]
+        key = unknown[0] if unknown else "?"
+        where = _key_path([*path, key])
+        what = "unknown key"
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean {_key_path([*path, close[0]])}?"
+        else:
+            hint = f"valid keys here: {', '.join(known[:15])}{' ...' if len(known) > 15 else ''}"
+    else:
+        where = _key_path(path)
+        what = error.message if len(error.message) <= 160 else error.message[:157] + "..."
+        if error.validator == "type":
+            what = f"{_short(error.instance)} is not of type {error.validator_value!r}"
+            hint = _number_hint(error.instance)
+        elif error.validator == "enum":
+            what = f"{_short(error.instance)} is not one of {error.validator_value}"
+            close = difflib.get_close_matches(
+                str(error.instance), [str(v) for v in error.validator_value], n=1, cutoff=0.6
+            )
+            hint = f"did you mean {close[0]}?" if close else None
+    lines = [f"config key {where}: {what}"]
+    if hint:
+        lines.append(f"  hint: {hint}")
+    if others:
+        lines.append(f"  ({others} more problem{'s' if others > 1 else ''} after this one)")
+    return "\n".join(lines)
+
+
+def schema_error(config: Mapping[str, Any], schema_path: Path = SCHEMA_PATH) -> str | None:
+    """Validate ``config`` against the JSON schema; the first error in a few lines, or None.
+
+    The Snakefile raises :class:`ConfigError` with it (issue 10, case 4: Snakemake's own
+    ``validate`` printed the whole schema and config, 865 lines for a misspelt key).
+    """
     import jsonschema
     import yaml
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        where = ".".join(str(p) for p in e.absolute_path) or "<top level>"
-        raise ConfigError(f"config key {where}: {e.message}")
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return None
+    first = jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]
+    return format_schema_error(first, others=len(errors) - 1)
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Schema validation plus :func:`check_config`, as the Snakefile does (for tests and tools)."""
+    message = schema_error(config)
+    if message:
+        raise ConfigError(message)
     check_config(config)
 
 

@@ -1,0 +1,106 @@
+"""Config errors in a few lines (issue 10, case 4): key path, what is wrong, the closest valid
+key, and the ``1.0e+6`` hint for a number YAML reads as a string."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sgdvi.config import ConfigError, schema_error, validate_config
+
+from conftest import SNAKEMAKE, deep_update
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (bad YAML merged over config/config.yaml, lines every message must contain)
+CASES = {
+    "misspelt top-level key": ("epochz: 3\n", ["config key epochz: unknown key", "valid keys"]),
+    "misspelt section": (
+        "trainig: {threads: 2}\n",
+        ["config key trainig: unknown key", "did you mean training?"],
+    ),
+    "misspelt nested key": (
+        "experiments:\n  lenet-mnist:\n    batchsize: 3\n",
+        [
+            "config key experiments.lenet-mnist.batchsize: unknown key",
+            "did you mean experiments.lenet-mnist.batch_size?",
+        ],
+    ),
+    "1e6 read as text": (
+        "experiments:\n  lenet-mnist:\n    lr_schedule: [[0, 1e6]]\n",
+        [
+            "config key experiments.lenet-mnist.lr_schedule.0.1: '1e6' is not of type 'number'",
+            "write it as 1.0e+6",
+        ],
+    ),
+    "bad enum value": ("diffusion:\n  formula: A3\n", ["diffusion.formula: 'A3' is not one of"]),
+}
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_schema_errors_are_short_and_helpful(paper, case):
+    text, expected = CASES[case]
+    config = deep_update(paper, yaml.safe_load(text))
+    message = schema_error(config)
+    assert message is not None
+    assert len(message.splitlines()) <= 3, message
+    for part in expected:
+        assert part in message, message
+    with pytest.raises(ConfigError):
+        validate_config(config)
+
+
+def test_number_hints():
+    from sgdvi.config import _number_hint
+
+    assert _number_hint("1e6").endswith("write it as 1.0e+6")
+    assert _number_hint("5e-4").endswith("write it as 5.0e-4")
+    assert _number_hint("2.5E3").endswith("write it as 2.5e+3")
+    assert _number_hint("mnist7") is None and _number_hint(3) is None
+
+
+def test_many_errors_are_counted_not_listed(paper):
+    config = deep_update(paper, {"epochz": 1, "epochy": 2, "device": "tpu"})
+    message = schema_error(config)
+    assert len(message.splitlines()) <= 3
+    assert "more problem" in message
+
+
+@pytest.mark.parametrize(
+    "case", ["misspelt top-level key", "misspelt nested key", "1e6 read as text"]
+)
+def test_snakemake_prints_at_most_five_lines(tmp_path, case):
+    """`snakemake -n` on the bad config: stops before any job, at most 5 lines of output."""
+    text, expected = CASES[case]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+            str(bad),
+            "--",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    out = (proc.stdout + proc.stderr).strip()
+    assert len(out.splitlines()) <= 5, out
+    for part in expected:
+        assert part in out, out
