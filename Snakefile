@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/trajectory.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 

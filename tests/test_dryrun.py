@@ -97,7 +97,7 @@ def _experiments_of(jobs: list[dag_tools.PlannedJob]) -> set[str]:
         # Fig. 1a: MNIST, small-lenet only
         (
             "fig1a",
-            {"download_mnist", "prepare_mnist28", "train", "snapshot", "diffusion_spectrum",
+            {"download_mnist", "prepare_mnist", "train", "snapshot", "diffusion_spectrum",
              "diffusion_figure"},
             {"lenet-mnist"},
         ),

@@ -47,7 +47,9 @@ def dataset_file(name):
 # ---- data stage (workflow/rules/data.smk) ----------------------------------------
 
 # the MNIST datasets of `datasets:` (rule prepare_mnist; CIFAR has its own rule)
-MNIST_DATASET_PATTERN = "|".join(re.escape(n) for n in config["datasets"]) or "NO_DATASET"
+MNIST_DATASET_PATTERN = (
+    "|".join(re.escape(n) for n in config["datasets"]) or "NO_DATASET"
+)
 
 
 def mnist_dataset_options(wildcards):
@@ -86,6 +88,7 @@ def all_targets():
     targets += diffusion_targets()
     targets += trajectory_targets()
     targets += theory_targets()
+    targets += compare_targets()
     return targets
 
 
@@ -210,3 +213,40 @@ def theory_targets():
     names = [f"fig4{p}" for p in FIG4_PANELS] + THEORY_FIGURES
     targets = [f"results/figures/{n}.{ext}" for n in names for ext in ("pdf", "png")]
     return targets + ["results/tables/theory.parquet"]
+
+
+# ---- comparison with the paper (workflow/rules/compare.smk) ----------------------------------
+
+# small-fc experiments in `run:` (Fig. 1b's settings), the stated one (diffusion.figures.fig1b) first
+COMPARE_STATED_FC = DIFFUSION_FIGURES.get("fig1b")
+COMPARE_VARIANTS = sorted(
+    (n for n in RUN if config["experiments"][n]["model"] == "small-fc"),
+    key=lambda n: n != COMPARE_STATED_FC,
+)
+
+
+def compare_variant_settings(name):
+    """Dataset, head size and resolved dataset options of experiment `name`."""
+    exp = experiment(name)
+    dataset = exp["dataset"]
+    options = (
+        sgdvi_config.dataset_options(config, dataset)
+        if dataset in config["datasets"]
+        else {}
+    )
+    return {"dataset": dataset, "num_classes": exp["num_classes"], "options": options}
+
+
+def compare_trajectory_input():
+    return ["results/tables/trajectory.parquet"] if TRAJ["enabled"] else []
+
+
+def compare_targets():
+    """The comparison tables, whenever some experiment runs (they need the diffusion table)."""
+    if not RUN:
+        return []
+    return [
+        f"results/tables/{t}.{ext}"
+        for t in ("paper_comparison", "fig1b_variants")
+        for ext in ("parquet", "csv")
+    ]

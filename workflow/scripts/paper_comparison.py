@@ -1,0 +1,35 @@
+"""Rule paper_comparison: the paper's MNIST numbers next to ours, stated and authors' settings."""
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from sgdvi.comparison import comparison_table, variants_table
+from sgdvi.diffusion.paper import CLAIMS_SOURCE, PAPER_SOURCE
+from sgdvi.rulelog import rule_log
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+with rule_log(snakemake.log[0], "paper_comparison") as log:
+    diffusion = pd.read_parquet(snakemake.input.diffusion)
+    trajectory = (
+        pd.read_parquet(snakemake.input.trajectory[0]) if snakemake.input.trajectory else None
+    )
+    table = comparison_table(diffusion, trajectory, snakemake.params.figures)
+    table.to_parquet(snakemake.output.parquet, index=False)
+    table.to_csv(snakemake.output.csv, index=False)
+    log.info("paper values: %s; %s", PAPER_SOURCE, CLAIMS_SOURCE)
+    cols = ["figure", "quantity", "paper", "stated", "authors", "holds_stated", "holds_authors"]
+    log.info("\n%s", table[cols].to_string())
+
+    experiments = snakemake.params.variants
+    metrics = {
+        name: pd.read_parquet(path)
+        for name, path in zip(experiments, snakemake.input.metrics, strict=True)
+    }
+    variants = variants_table(diffusion, experiments, snakemake.params.stated, metrics)
+    variants.to_parquet(snakemake.output.variants_parquet, index=False)
+    variants.to_csv(snakemake.output.variants_csv, index=False)
+    cols = ["experiment", "differs_by", "N", "d", "mean", "std", "rank_pct", "test_error"]
+    log.info("\n%s", variants[cols].to_string())
