@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/trajectory.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/irreversibility.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
@@ -43,4 +44,5 @@ rule all:
     default_target: True
     input:
         all_targets(),
+        irreversibility_targets(),
         report_targets(),

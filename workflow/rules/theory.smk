@@ -220,6 +220,7 @@ rule theory_table:
         [f"{p}.parquet" for p in THEORY_FP],
         "results/theory/linearization.parquet",
         "results/theory/temperature.parquet",
+        "results/theory/irreversibility.parquet",
     output:
         "results/tables/theory.parquet",
     log:

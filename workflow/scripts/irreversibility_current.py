@@ -1,0 +1,55 @@
+"""Rule irreversibility_current: probability current of one tiny-fc trajectory (issue 13)."""
+
+import os
+from typing import TYPE_CHECKING
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from sgdvi.data import load_prepared  # noqa: E402
+from sgdvi.irreversibility import sgd  # noqa: E402
+from sgdvi.rulelog import rule_log  # noqa: E402
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+with rule_log(snakemake.log[0], "irreversibility_current") as log:
+    p = snakemake.params.irr
+    run = dict(snakemake.params.run)
+    recorded = json.loads(open(snakemake.input.run).read())
+    # run.json wins where it records the dataset settings (trajectory variants)
+    for key in ("num_classes", "train_subset"):
+        for src in (recorded, recorded.get("settings", {})):
+            if key in src:
+                run[key] = src[key]
+    weights = np.load(snakemake.input.weights, mmap_mode="r")
+    data = load_prepared(snakemake.input.data, train_subset=run["train_subset"])
+    log.info("%s: weights %s, %d training images", run, weights.shape, len(data.y_train))
+    g = sgd.per_example_gradients(
+        np.asarray(weights[0], dtype=np.float64),
+        data.x_train.numpy(),
+        data.y_train.numpy(),
+        run["num_classes"],
+        chunk=p["gradient_chunk"],
+    )
+    directions, eigenvalues = sgd.diffusion_directions(g, p["m"])
+    log.info("D(x) at the first stored epoch: top eigenvalues %s", eigenvalues[:5])
+    s = sgd.Settings(
+        m=p["m"],
+        n_blocks=p["n_blocks"],
+        n_surrogates=p["n_surrogates"],
+        n_boot=p["n_boot"],
+        alpha=p["alpha"],
+        max_pca_rows=p["max_pca_rows"],
+        growth_max=p["growth_max"],
+        seed=p["seed"] + int(run["seed"]),
+    )
+    summary, projs = sgd.analyse_current(weights, directions, s, log=log)
+    summary |= {"variant": run["variant"], "seed": int(run["seed"])}
+    log.info("verdict: %s", summary)
+    table = sgd.current_table(projs, summary)
+    table.to_parquet(snakemake.output.table, index=False)
+    np.savez_compressed(snakemake.output.npz, **sgd.current_arrays(projs, eigenvalues, summary))
