@@ -119,7 +119,7 @@ def test_comparison_table_trajectory_rows():
     assert r.source_authors == "trajectory variant 'authors' (lr 0.1, 2048 images)"
 
 
-def test_comparison_table_without_authors_runs_or_variant_column():
+def test_comparison_table_without_authors_runs_or_variant_column(tmp_path):
     """A trajectory table from before the `variant` column counts as the stated setting;
     missing experiments and variants give NaN (not an error), with a note."""
     traj = trajectory_rows()
@@ -137,6 +137,14 @@ def test_comparison_table_without_authors_runs_or_variant_column():
     assert t["stated"].notna().sum() == 7  # Figs. 1a, 1b and Remark 16 only
     # the table survives a parquet round trip (nullable booleans)
     assert t["holds_stated"].dtype == "boolean"
+    # rows of another stage are appended in the same columns
+    extra = pd.DataFrame([{"figure": "Sec. III", "quantity": "current", "stated": 1.0}])
+    t2 = comparison_table(diff, None, FIGURES, extra_rows=extra)
+    assert len(t2) == len(t) + 1 and t2.iloc[-1]["quantity"] == "current"
+    assert t2["holds_authors"].dtype == "boolean"
+    t2.to_parquet(tmp_path / "t2.parquet")
+    with pytest.raises(ValueError, match="unknown columns"):
+        comparison_table(diff, None, FIGURES, extra_rows=extra.assign(bogus=1))
 
 
 def test_variants_table_and_described_differences(tmp_path):

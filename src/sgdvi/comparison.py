@@ -345,6 +345,7 @@ def comparison_table(
     diffusion: pd.DataFrame,
     trajectory: pd.DataFrame | None,
     figures: Mapping[str, str],
+    extra_rows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per number the paper prints or claims for MNIST (see the module docstring).
 
@@ -352,12 +353,18 @@ def comparison_table(
     of the stated setting, ``fig1b-authors`` that of the authors' setting; a figure without a
     ``-authors`` entry was run by the authors as stated, and both columns show the same run).
     ``trajectory``: None when the trajectory stage is off. Values of experiments or variants
-    that were not run are NaN and the note says so.
+    that were not run are NaN and the note says so. ``extra_rows``: rows another stage
+    computes in the same columns (:data:`COLUMNS`; e.g. the probability current), appended.
     """
     rows, finals = _diffusion_rows(diffusion, figures)
     rows.append(_remark16_row(finals))
     rows += _trajectory_rows(trajectory)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    if extra_rows is not None and len(extra_rows):
+        unknown = sorted(set(extra_rows.columns) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"extra comparison rows have unknown columns {unknown}")
+        table = pd.concat([table, extra_rows.reindex(columns=list(COLUMNS))], ignore_index=True)
     for col in ("holds_stated", "holds_authors"):
         table[col] = table[col].astype("boolean")
     return table
