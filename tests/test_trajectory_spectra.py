@@ -165,7 +165,7 @@ def test_spectrum_null_is_the_pooled_power_of_explicit_uniform_permutations():
     got = analysis._spectrum_null(x, grid, [slice(0, 4), slice(4, k)], seed, b_perm, 1)
     inv = analysis._units(m, b_perm, np.random.default_rng([seed, 20180102]))
     n_base = -(-b_perm // analysis._SURROGATES_PER_BASE)
-    assert n_base == 3 and len(set(inv.tolist())) > b_perm - 5
+    assert n_base == 2 and len(set(inv.tolist())) > b_perm - 5
     delta = np.diff(grid.tail(x), axis=1).astype(np.float64)
     for b in range(b_perm):
         sigma = nulls.time_permutation(seed, b % n_base, m, 0)

@@ -27,7 +27,7 @@ How the permutation tests stay cheap (issue 12; same null distributions as a bru
   sum of the pooled power spectrum of ``w`` at ``{k a^-1}``. Each surrogate is
   ``delta o sigma_r o alpha_b``, a uniformly random base permutation ``sigma_r`` composed with a
   random affine map: **each surrogate is exactly a uniformly random permutation** of the
-  increments, as in the brute-force test, while only ``ceil(B / 25)`` base FFTs per weight
+  increments, as in the brute-force test, while only ``ceil(B / 40)`` base FFTs per weight
   are computed (surrogates sharing a base sum the power of one periodogram over nearly
   disjoint bin sets).
 - **Autocorrelation** (:func:`_ac_null`). The p-value needs, per permutation, only whether
@@ -51,8 +51,9 @@ from scipy import fft as sfft
 from sgdvi.trajectory import nulls, spectra
 
 _CURVES = ("fft", "fft_perm", "fft_ou", "ac", "ac_ou", "ac_walk", "ac_shuffle")
-_SURROGATES_PER_BASE = 25  # spectrum surrogates sharing one base permutation's FFT
+_SURROGATES_PER_BASE = 40  # spectrum surrogates sharing one base permutation's FFT
 _AC_MIN_WEIGHTS = 32  # weights evaluated for every autocorrelation surrogate
+_AC_STEP = 16  # further weights per step until the comparison is decided
 _READ_EPOCHS = 8192  # epochs read from the memory map at a time
 
 
@@ -183,21 +184,28 @@ def _surrogate_block(
     workers: int,
 ) -> dict[str, np.ndarray]:
     """One surrogate per weight of each null model: permuted-increment walk, shuffled
-    positions, isotropic OU (curves of Fig. 3a/3b and the OU statistics)."""
-    n = grid.n
-    walk = nulls.permuted_increments(x, rng, axis=1)
-    _, amp_p = spectra.increment_spectrum(grid.tail(walk), workers, axis=1)
-    ac_w = spectra.autocorrelation(walk.astype(np.float32), grid.lags, workers, axis=1)
-    del walk
-    shuffled = nulls.permute_columns(x.astype(np.float32), rng, axis=1)
-    ac_s = spectra.autocorrelation(shuffled, grid.lags, workers, axis=1)
-    del shuffled
+    positions, isotropic OU (curves of Fig. 3a/3b and the OU statistics).
+
+    The walk's increment spectrum is taken from the permuted increments themselves (exactly
+    the increments of the walk); autocorrelations of surrogates run in float32.
+    """
+    n, m = grid.n, grid.m_fft
+    delta = rng.permuted(np.diff(x, axis=1), axis=1)  # the walk nulls.permuted_increments
+    amp_p = np.abs(sfft.rfft(delta[:, n - 1 - m :], axis=1, workers=workers))
+    walk = np.empty(x.shape, dtype=np.float32)
+    walk[:, 0] = x[:, 0]
+    walk[:, 1:] = x[:, :1] + np.cumsum(delta, axis=1)
+    del delta
+    ac_w = spectra.autocorrelation(walk, grid.lags, workers, axis=1)
+    ac_s = spectra.autocorrelation(
+        nulls.permute_columns(x.astype(np.float32), rng, axis=1), grid.lags, workers, axis=1
+    )
     a_ou, mean, std = ou_args
-    ou = nulls.ornstein_uhlenbeck(n, a_ou, mean, std, rng, axis=1)
-    ou_f = grid.tail(ou)
+    ou = nulls.ornstein_uhlenbeck(n, a_ou, mean, std, rng, axis=1, dtype=np.float32)
+    ou_f = grid.tail(ou).astype(np.float64)
     _, amp_ou = spectra.increment_spectrum(ou_f, workers, axis=1)
     power_ou, expected_ou = _low_sums(amp_ou, np.diff(ou_f, axis=1), grid)
-    ac_ou = spectra.autocorrelation(ou.astype(np.float32), grid.lags, workers, axis=1)
+    ac_ou = spectra.autocorrelation(ou, grid.lags, workers, axis=1)
     band = grid.band
     return {
         "fft_perm": amp_p,
@@ -234,13 +242,13 @@ def _spectrum_null(
     """
     m = grid.m_fft
     n_base = math.ceil(n_perm / _SURROGATES_PER_BASE)
+    sigmas = [nulls.time_permutation(seed, r, m, 0) for r in range(n_base)]
     pooled = np.zeros((n_base, m // 2 + 1))
-    for r in range(n_base):
-        sigma = nulls.time_permutation(seed, r, m, 0)
-        for sl in blocks:
-            delta = np.diff(grid.tail(x[sl]), axis=1)[:, sigma]
-            f = sfft.rfft(delta, axis=1, workers=workers)
-            pooled[r] += (f.real.astype(np.float64) ** 2 + f.imag.astype(np.float64) ** 2).sum(0)
+    for sl in blocks:
+        delta = np.diff(grid.tail(x[sl]), axis=1)
+        for r, sigma in enumerate(sigmas):
+            f = sfft.rfft(delta[:, sigma], axis=1, workers=workers)
+            pooled[r] += (f.real**2 + f.imag**2).sum(axis=0, dtype=np.float64)
     inverse_multipliers = _units(m, n_perm, np.random.default_rng([seed, 20180102]))
     k_low = np.flatnonzero(grid.low)
     out = np.empty(n_perm)
@@ -278,7 +286,7 @@ def _ac_null(
         perm = nulls.time_permutation(seed, b, grid.n, 1)
         total, done = 0.0, 0
         while done < k:
-            step = slice(done, min(done + _AC_MIN_WEIGHTS, k))
+            step = slice(done, min(done + (_AC_STEP if done else _AC_MIN_WEIGHTS), k))
             total += float(_ac_fractions(xc[step], c0[step], perm, grid, workers).sum())
             done = step.stop
             if total / k >= observed or (total + (k - done)) / k < observed:

@@ -64,20 +64,22 @@ def ornstein_uhlenbeck(
     std: np.ndarray,
     rng: np.random.Generator,
     axis: int = 0,
+    dtype: type = np.float64,
 ) -> np.ndarray:
     """Stationary AR(1) / discretised Ornstein-Uhlenbeck paths, one per weight.
 
     ``x_{k+1} - mean = a (x_k - mean) + std sqrt(1 - a^2) xi_k``, ``x_0 ~ N(mean, std^2)``:
     marginal variance ``std^2`` and autocorrelation ``a^L`` at lag L. Time along ``axis``
-    (shape (n, len(mean)) for ``axis=0``, (len(mean), n) for ``axis=-1``).
+    (shape (n, len(mean)) for ``axis=0``, (len(mean), n) for ``axis=-1``), in ``dtype``.
     """
     if not 0 <= a < 1:
         raise ValueError(f"OU coefficient must lie in [0, 1), got {a}")
-    mean = np.asarray(mean, dtype=np.float64)[:, None]
-    std = np.asarray(std, dtype=np.float64)[:, None]
-    xi = rng.standard_normal((len(mean), n))
-    xi[:, 1:] *= np.sqrt(1.0 - a * a)
-    path = signal.lfilter([1.0], [1.0, -a], xi, axis=-1)  # path_0 = xi_0 ~ N(0, 1)
+    mean = np.asarray(mean, dtype=dtype)[:, None]
+    std = np.asarray(std, dtype=dtype)[:, None]
+    xi = rng.standard_normal((len(mean), n), dtype=dtype)
+    xi[:, 1:] *= dtype(np.sqrt(1.0 - a * a))
+    coef = np.array([1.0, -a], dtype=dtype)
+    path = signal.lfilter(coef[:1], coef, xi, axis=-1)  # path_0 = xi_0 ~ N(0, 1)
     return np.moveaxis(mean + std * path, -1, axis)
 
 

@@ -26,30 +26,37 @@ def increment_spectrum(
     return sfft.rfftfreq(m, d=1.0), np.abs(sfft.rfft(delta, axis=axis, workers=workers))
 
 
-def autocovariance(x: np.ndarray, workers: int = 1, axis: int = 0) -> np.ndarray:
-    """Biased autocovariance at every lag 0..n-1 along ``axis`` (FFT, zero-padded).
+def autocovariance(
+    x: np.ndarray, workers: int = 1, axis: int = 0, max_lag: int | None = None
+) -> np.ndarray:
+    """Biased autocovariance at lags 0..max_lag (default n-1) along ``axis`` (FFT, zero-padded).
 
-    ``c[L] = (1/n) sum_{t=0}^{n-1-L} (x_t - mean)(x_{t+L} - mean)``. Computed in float32
-    for float32 input, else in float64.
+    ``c[L] = (1/n) sum_{t=0}^{n-1-L} (x_t - mean)(x_{t+L} - mean)``. Zero-padding to
+    ``n + max_lag`` keeps every returned lag linear (not circular). Computed in float32 for
+    float32 input, else in float64.
     """
     x = np.asarray(x)
     x = np.moveaxis(x if x.dtype == np.float32 else x.astype(np.float64), axis, -1)
     n = x.shape[-1]
+    top = n - 1 if max_lag is None else min(int(max_lag), n - 1)
     xc = x - x.mean(axis=-1, keepdims=True)
-    nfft = sfft.next_fast_len(2 * n - 1, real=True)
+    nfft = sfft.next_fast_len(n + top, real=True)
     f = sfft.rfft(xc, n=nfft, axis=-1, workers=workers)
-    c = sfft.irfft(f.real**2 + f.imag**2, n=nfft, axis=-1, workers=workers)[..., :n] / n
+    c = sfft.irfft(f.real**2 + f.imag**2, n=nfft, axis=-1, workers=workers)[..., : top + 1] / n
     return np.moveaxis(c, -1, axis)
 
 
 def autocorrelation(x: np.ndarray, lags: np.ndarray, workers: int = 1, axis: int = 0) -> np.ndarray:
     """Autocorrelation at ``lags`` (Fig. 3b): biased estimator divided by the lag-0 value.
 
-    Columns with zero variance give NaN. The lags replace the time axis ``axis``.
+    Columns with zero variance give NaN. The lags replace the time axis ``axis``. The FFT is
+    padded only to ``n + max(lags)`` (exact: every lag asked for is linear).
     """
-    c = np.moveaxis(autocovariance(x, workers=workers, axis=axis), axis, 0)
+    lags = np.asarray(lags)
+    c = autocovariance(x, workers=workers, axis=axis, max_lag=int(lags.max()))
+    c = np.moveaxis(c, axis, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.moveaxis(c[np.asarray(lags)] / c[0], 0, axis)
+        return np.moveaxis(c[lags] / c[0], 0, axis)
 
 
 def even_lags(n: int, n_lags: int, max_fraction: float = 0.5) -> np.ndarray:
