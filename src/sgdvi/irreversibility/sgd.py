@@ -137,7 +137,7 @@ class Settings:
     n_boot: int = 200
     alpha: float = 0.01
     max_pca_rows: int = 4000
-    growth_max: float = 1.5
+    growth_max: float = 2.0
     seed: int = 0
 
 
