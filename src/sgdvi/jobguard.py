@@ -8,8 +8,8 @@ same checkpoint file.
   the whole run; a second job on the same checkpoint refuses at once with
   :class:`CheckpointLocked`, naming the holder's PID. The kernel drops the lock when the holder
   dies, however it dies, so a stale lock file never blocks a rerun.
-- :func:`die_with_parent` asks Linux to send this process SIGTERM when its parent dies
-  (``prctl(PR_SET_PDEATHSIG)``); the trainer turns SIGTERM into "save a checkpoint and exit".
+- :func:`die_with_parent` asks Linux to send this process a signal when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``); the trainer turns it into "save a checkpoint and exit".
 - :class:`AncestorWatch` covers what PDEATHSIG cannot see: Snakemake starts a script through a
   shell, so the script's parent is ``bash`` and Snakemake is its grandparent. A daemon thread
   checks every ``interval`` seconds that the recorded ancestors are still alive and still
@@ -18,7 +18,8 @@ same checkpoint file.
 
 Usage (the trajectory runner can do the same around its chunk loop)::
 
-    die_with_parent()
+    signal.signal(signal.SIGUSR1, lambda *_: stop.request(signal.SIGTERM))
+    die_with_parent(signal.SIGUSR1)
     with checkpoint_lock(ckpt), AncestorWatch(lambda: stop.request(signal.SIGTERM)):
         run(...)
 """
@@ -116,7 +117,10 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Have the kernel send ``sig`` to this process when its parent dies (Linux only).
 
     Returns whether it was set. If the parent already died before the call (we were
-    reparented), ``sig`` is sent to ourselves at once.
+    reparented), ``sig`` is sent to ourselves at once. A multi-threaded parent (Snakemake)
+    can make the kernel send ``sig`` more than once (once per reparenting), so pick a signal
+    whose handler only requests a clean stop (the trainer uses SIGUSR1), not one where a
+    second delivery means "stop at once".
     """
     if not sys.platform.startswith("linux"):
         return False

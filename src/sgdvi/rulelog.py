@@ -43,6 +43,7 @@ def rule_log(
     capture_all: bool = True,
     failure: str | None = None,
     resumed_from: str | None = None,
+    job: str | None = None,
 ) -> Iterator[logging.Logger]:
     """Log to the rule's log file ``path`` (appending) for the duration of the ``with`` block.
 
@@ -54,7 +55,8 @@ def rule_log(
     :class:`logging.Formatter`.
 
     Every attempt appends to the history of earlier attempts after a header line
-    (:func:`attempt_header`, with ``resumed_from`` when given: where a resumable job restarts).
+    (:func:`attempt_header`: ``job``, default ``name``, and ``resumed_from`` when given: where a
+    resumable job restarts).
 
     An :class:`Exception` raised in the block is logged with its traceback as ``failure``
     (default ``"<name> failed"``) and re-raised. On exit the handlers are removed and closed
@@ -65,7 +67,7 @@ def rule_log(
     formatter = logging.Formatter(fmt, datefmt)
     mirror = _join_history(Path(path))
     number = 1 + Path(path).read_text(errors="replace").count(f"\n{HEADER} ")
-    header = attempt_header(number, name, resumed_from)
+    header = attempt_header(number, job or name, resumed_from)
     handlers: list[logging.Handler] = []
     for target_path in [path, *([mirror] if mirror else [])]:
         with open(target_path, "a") as fh:

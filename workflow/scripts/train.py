@@ -34,10 +34,17 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
+#: sent by the kernel when our parent dies (PDEATHSIG). Not SIGTERM: a multi-threaded parent
+#: (Snakemake) makes the kernel send it once per reparenting, and a second SIGTERM means
+#: "stop at once" to stop_on_signals; this one only ever asks for a clean stop.
+PARENT_DIED = signal.SIGUSR1
+
+
 def orphaned(stop: StopRequest) -> None:
-    """The Snakemake job that started us is gone: save a checkpoint and stop."""
-    LOG.error("the Snakemake job that started this trainer is gone; stopping")
-    stop.request(signal.SIGTERM)
+    """The Snakemake job that started us is gone: save a checkpoint and stop (once)."""
+    if not stop.requested:
+        LOG.error("the Snakemake job that started this trainer is gone; stopping")
+        stop.request(signal.SIGTERM)
 
 
 def main() -> int:
@@ -62,6 +69,7 @@ def main() -> int:
         checkpoint=Path(snakemake.params.checkpoint),
     )
     with stop_on_signals(StopRequest()) as stop:
+        signal.signal(PARENT_DIED, lambda signum, frame: orphaned(stop))
         try:
             with (
                 checkpoint_lock(paths.checkpoint, f"trainer of {name}"),
@@ -94,7 +102,7 @@ def main() -> int:
     return 0
 
 
-die_with_parent()  # SIGTERM (checkpoint, then exit) when our parent process dies
+die_with_parent(PARENT_DIED)  # checkpoint, then exit, when our parent process dies
 # only sgdvi.training's records, to the log file and (progress) to stderr
 with rule_log(
     snakemake.log[0],
@@ -104,6 +112,7 @@ with rule_log(
     capture_all=False,
     failure="train failed",
     resumed_from=describe_checkpoint(Path(snakemake.params.checkpoint)),
+    job=f"train {snakemake.wildcards.experiment}",
 ):
     status = main()
 sys.exit(status)

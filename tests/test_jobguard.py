@@ -1,0 +1,163 @@
+"""sgdvi.jobguard: one job per checkpoint, and no job outliving its parent (issue 10, case 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sgdvi.jobguard import (
+    AncestorWatch,
+    CheckpointLocked,
+    ancestors,
+    checkpoint_lock,
+    lock_path,
+)
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def python(code: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, **kw
+    )
+
+
+def test_second_holder_is_refused_naming_the_pid(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    with checkpoint_lock(ckpt, "trainer of toy") as path:
+        assert path == lock_path(ckpt) and path.read_text().split()[0] == str(os.getpid())
+        with pytest.raises(
+            CheckpointLocked, match=rf"trainer of toy: .* in use by PID {os.getpid()}"
+        ):
+            with checkpoint_lock(ckpt, "trainer of toy"):
+                pass
+    assert not lock_path(ckpt).exists()
+    with checkpoint_lock(ckpt):  # free again
+        pass
+
+
+def test_lock_of_another_process_and_of_a_killed_one(tmp_path):
+    """Another process holds it: refused with its PID. After kill -9 the kernel drops the
+    flock, so the stale lock file does not block the rerun."""
+    ckpt = tmp_path / "checkpoint.pt"
+    holder = python(
+        f"""
+        import time
+        from sgdvi.jobguard import checkpoint_lock
+        with checkpoint_lock({str(ckpt)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+        """
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointLocked) as exc:
+            with checkpoint_lock(ckpt):
+                pass
+        assert exc.value.pid == holder.pid and f"kill {holder.pid}" in str(exc.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_path(ckpt).exists()  # stale file left by kill -9
+    with checkpoint_lock(ckpt) as path:
+        assert path.read_text().split()[0] == str(os.getpid())
+
+
+@linux
+def test_child_dies_with_its_parent_killed_9(tmp_path):
+    """die_with_parent(): parent -> child; kill -9 of the parent ends the child (SIGTERM)."""
+    parent = python(
+        """
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c",
+            "import time; from sgdvi.jobguard import die_with_parent; die_with_parent(); "
+            "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    child = int(parent.stdout.readline())
+    assert alive(child)
+    parent.kill()
+    parent.wait()
+    assert wait_until(lambda: not alive(child), 10), "child outlived its parent"
+
+
+@linux
+def test_ancestor_watch_sees_the_grandparent_die(tmp_path):
+    """Snakemake -> bash -> script: PDEATHSIG only sees bash. The watch sees the grandparent
+    (here: a python standing in for Snakemake) die and calls on_orphaned."""
+    flag = tmp_path / "orphaned"
+    script = tmp_path / "child.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import time
+            from pathlib import Path
+            from sgdvi.jobguard import AncestorWatch
+            def orphaned():
+                Path({str(flag)!r}).write_text("yes")
+            with AncestorWatch(orphaned, interval=0.1) as watch:
+                assert len(watch.chain) == 2 and watch.intact()
+                print("ready", flush=True)
+                for _ in range(600):
+                    if watch.orphaned:
+                        break
+                    time.sleep(0.1)
+            """
+        )
+    )
+    top = python(
+        f"""
+        import subprocess, sys, time
+        # a compound command, so bash forks instead of exec'ing python (as in Snakemake)
+        p = subprocess.Popen(["bash", "-c", f"{{sys.executable}} {str(script)!r}; true"],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    assert top.stdout.readline().strip() == "ready"
+    assert not flag.exists()
+    top.kill()
+    top.wait()
+    assert wait_until(flag.exists, 10), "the watch did not notice the grandparent's death"
+
+
+@linux
+def test_ancestor_chain_and_intact():
+    chain = ancestors(2)
+    assert chain and chain[0] == (os.getppid(), chain[0][1])
+    calls = []
+    with AncestorWatch(lambda: calls.append(1), interval=0.05) as watch:
+        time.sleep(0.2)
+        assert watch.intact() and not watch.orphaned
+    assert calls == []
+    assert signal.SIGTERM  # the trainer maps on_orphaned to stop.request(SIGTERM)
