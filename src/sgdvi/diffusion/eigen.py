@@ -309,8 +309,8 @@ def _block_lanczos(
         if m + block_size > max_dim:
             raise NotConverged(
                 f"block Lanczos reached its size limit {max_dim} (rank so far {rank}, worst "
-                f"relative residual {worst:.2e} > {tol:g}); raise diffusion.max_krylov_dim "
-                "or use diffusion.solver: dense"
+                f"relative residual {worst:.2e} > {tol:g}); raise diffusion.lanczos.max_dim "
+                "or set diffusion.solver: dense"
             )
         qb = _orthonormal_block(zb, q, generator)
 
