@@ -172,8 +172,12 @@ def built_tiny(tmp_path_factory) -> Path:
             {"experiments": {"fc-mnist7": {"lr_schedule": [[0, 0.02]]}}},
             {"train", "snapshot", "diffusion_spectrum", "diffusion_figure"},
         ),
-        # a setting of the diffusion computation: the spectrum and the figure, not training
-        ({"diffusion": {"chunk_size": 37}}, {"diffusion_spectrum", "diffusion_figure"}),
+        # a setting that changes a spectrum: the spectrum and the figure, not training
+        ({"diffusion": {"formula": "A2"}}, {"diffusion_spectrum", "diffusion_figure"}),
+        ({"diffusion": {"eps": "float64"}}, {"diffusion_spectrum", "diffusion_figure"}),
+        # settings that change no result (speed, memory, the table): no spectrum reruns
+        # (issue 10, item 10)
+        ({"diffusion": {"chunk_size": 37, "threads": 1, "remark13_top": 3}}, set()),
     ],
 )  # fmt: skip
 def test_changing_a_setting_reruns_only_what_depends_on_it(built_tiny, change, expected_rules):

@@ -3,6 +3,19 @@
 # eigenvalues above the rank threshold (results/{experiment}/diffusion/{fraction}.npz); then
 # one table over all of them and one histogram figure per entry of diffusion.figures.
 
+# Settings that change a spectrum: only these are params of diffusion_spectrum, so that
+# changing threads, chunk_size, remark13_top or the plot settings reruns no spectrum
+# (the script reads the others from the config; issue 10, item 10).
+DIFFUSION_RESULT_KEYS = (
+    "formula",
+    "eps",
+    "solver",
+    "dense_max_d",
+    "subset",
+    "augment_seed",
+    "lanczos",
+)
+
 
 rule diffusion_spectrum:
     input:
@@ -16,13 +29,13 @@ rule diffusion_spectrum:
         "results/benchmarks/diffusion/{experiment}/{fraction}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
-    threads: DIFFUSION.get("threads", 2)
+    threads: DIFFUSION["threads"]
     resources:
         gpu=gpu_count(),
         mem_mb=diffusion_mem_mb,
     params:
         settings=lambda wildcards: experiment(wildcards.experiment),
-        diffusion={k: v for k, v in DIFFUSION.items() if k not in ("figures", "plot")},
+        diffusion={k: DIFFUSION[k] for k in DIFFUSION_RESULT_KEYS if k in DIFFUSION},
         device=device_name(),
     script:
         "../scripts/diffusion_spectrum.py"
@@ -44,7 +57,7 @@ rule diffusion_table:
     conda:
         "../../envs/sgdvi.yaml"
     params:
-        remark13_top=DIFFUSION.get("remark13_top", 10),
+        remark13_top=DIFFUSION["remark13_top"],
     script:
         "../scripts/diffusion_table.py"
 
@@ -72,7 +85,7 @@ rule diffusion_figure:
         paper=lambda wildcards: diffusion_paper.PAPER_VALUES.get(
             diffusion_figure_experiment(wildcards), {}
         ),
-        bins=DIFFUSION.get("plot", {}).get("bins", 40),
-        cmap=DIFFUSION.get("plot", {}).get("cmap", "Blues"),
+        bins=DIFFUSION["plot"]["bins"],
+        cmap=DIFFUSION["plot"]["cmap"],
     script:
         "../scripts/diffusion_figure.py"

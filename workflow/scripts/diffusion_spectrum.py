@@ -22,7 +22,8 @@ with rule_log(
     name = snakemake.wildcards.experiment
     fraction = float(snakemake.wildcards.fraction)
     exp = snakemake.params.settings
-    cfg = snakemake.params.diffusion
+    cfg = snakemake.params.diffusion  # the settings that change the result (rule params)
+    chunk_size = int(snakemake.config["diffusion"]["chunk_size"])  # not a param: no rerun
     lanczos = cfg.get("lanczos", {})
     torch.set_num_threads(snakemake.threads)
     device = resolve_device(snakemake.params.device)
@@ -59,7 +60,7 @@ with rule_log(
     step = max(1, len(x) // 10)
 
     def progress(done: int, total: int) -> None:
-        if done % step < cfg["chunk_size"] or done == total:
+        if done % step < chunk_size or done == total:
             log.info("per-example gradients: %d / %d", done, total)
 
     result = diffusion_spectrum(
@@ -69,7 +70,7 @@ with rule_log(
         formula=cfg["formula"],
         eps=cfg["eps"],
         solver=cfg["solver"],
-        chunk_size=cfg["chunk_size"],
+        chunk_size=chunk_size,
         dense_max_d=cfg.get("dense_max_d", 2000),
         block_size=lanczos.get("block_size", 64),
         krylov_tol=lanczos.get("krylov_tol", 1e-3),
