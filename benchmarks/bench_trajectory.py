@@ -53,9 +53,10 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import torch
 
+    from sgdvi.trajectory.batches import epoch_permutation
     from sgdvi.trajectory.fast_trainer import FastTrainer
-    from sgdvi.trajectory.layout import epoch_permutation, initial_state
     from sgdvi.trajectory.reference_trainer import ReferenceTrainer
+    from sgdvi.trajectory.state import initial_state
 
     torch.set_num_threads(args.threads)
     x, y, source = _load(args.data)

@@ -17,20 +17,21 @@ import pytest
 
 from sgdvi.trajectory import plot
 from sgdvi.trajectory.analysis import analyse_trajectory
-from sgdvi.trajectory.layout import D
-from sgdvi.trajectory.runner import TrajectorySettings, run_trajectory
+from sgdvi.trajectory.network import STATED
+from sgdvi.trajectory.runner import TrajectoryDiverged, TrajectorySettings, run_trajectory
 from sgdvi.trajectory.storage import ResumeError
 
+D = STATED.d
 SETTINGS = TrajectorySettings(
     seed=3, epochs=30, burn_in=6, batch_size=64, lr_burn_in=0.1, lr=0.05, chunk_epochs=7
 )
 
 
-def _data(n: int = 250) -> tuple[np.ndarray, np.ndarray]:
+def _data(n: int = 250, classes: int = 5) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 5, n)
+    y = rng.integers(0, classes, n)
     x = rng.integers(0, 100, size=(n, 1, 7, 7)).astype(np.float32)
-    for c in range(5):
+    for c in range(classes):
         x[y == c, 0, :, c] += 150
     return x, y
 
@@ -57,7 +58,64 @@ def test_artefacts_and_metrics(uninterrupted):
     assert m["loss"].iloc[-1] < m["loss"].iloc[0]
     run = json.loads((uninterrupted / "run.json").read_text())
     assert run["n_stored"] == len(w) and run["first_stored_epoch"] == SETTINGS.burn_in + 1
+    assert run["d"] == 917 and run["num_classes"] == 5
     assert not (uninterrupted / "chunks").exists()  # removed after assembly
+    assert not (uninterrupted / "weights.partial.npy").exists()  # moved into place
+
+
+def test_four_classes_store_900_weights(tmp_path):
+    """The authors' Fig. 3 head: 4 outputs, d = 900, recorded in run.json."""
+    x, y = _data(classes=4)
+    settings = TrajectorySettings(**{**SETTINGS.__dict__, "num_classes": 4, "epochs": 10})
+    summary = run_trajectory(x, y, settings, tmp_path, meta={"variant": "authors"})
+    w, m = _outputs(tmp_path)
+    assert w.shape == (10 - SETTINGS.burn_in, 900) and summary["d"] == 900
+    assert summary["variant"] == "authors" and summary["weight_names"][-1] == "b2[3]"
+    assert np.isfinite(w).all() and m["loss"].iloc[-1] < m["loss"].iloc[0]
+
+
+def test_divergence_stops_the_run_and_writes_no_chunk(tmp_path):
+    """A huge learning rate: the run stops naming variant, seed and epoch; the chunk in
+    progress is not recorded (the fastmath kernels themselves cannot be trusted to notice)."""
+    x, y = _data()
+    settings = TrajectorySettings(**{**SETTINGS.__dict__, "lr_burn_in": 1e12, "lr": 1e12})
+    with pytest.raises(TrajectoryDiverged, match=r"variant stated seed 3 diverged at epoch \d+"):
+        run_trajectory(x, y, settings, tmp_path, meta={"variant": "stated"})
+    assert not list((tmp_path / "chunks").glob("chunk_*.npz"))
+    assert not (tmp_path / "weights.npy").exists()
+
+
+def test_divergence_after_a_good_chunk_keeps_the_good_chunk(tmp_path):
+    x, y = _data()
+    settings = TrajectorySettings(**{**SETTINGS.__dict__, "lr": 1e12})  # after burn-in (6)
+    with pytest.raises(TrajectoryDiverged, match=r"seed 3 diverged at epoch (7|8|9|1\d)\b"):
+        run_trajectory(x, y, settings, tmp_path)
+    assert [p.name for p in (tmp_path / "chunks").glob("chunk_*.npz")] == ["chunk_000000.npz"]
+
+
+@pytest.mark.slow
+def test_metrics_are_bit_identical_between_processes(tmp_path):
+    """Two uninterrupted runs in fresh processes, the first compiling the kernels into an
+    empty numba cache and the second loading them from it (issue 10, item 12: the loss
+    columns used to differ by ~1e-17 between such runs): the same metrics.parquet bytes."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_trajectory_storage import SETTINGS, _data
+        from sgdvi.trajectory.runner import run_trajectory
+        x, y = _data()
+        run_trajectory(x, y, SETTINGS, sys.argv[1], threads=2)
+        """
+    )
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / run)], env=env, check=True)
+    a, b = (pd.read_parquet(tmp_path / r / "metrics.parquet") for r in "ab")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (tmp_path / "a" / "weights.npy").read_bytes() == (
+        tmp_path / "b" / "weights.npy"
+    ).read_bytes()
 
 
 def test_resume_after_a_stop_is_identical(uninterrupted, tmp_path):

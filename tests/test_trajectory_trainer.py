@@ -7,51 +7,53 @@ import pytest
 import torch
 
 from sgdvi.models import build_model, count_weights
+from sgdvi.trajectory.batches import batch_bounds, epoch_permutation
 from sgdvi.trajectory.fast_trainer import (
     FastTrainer,
     _exp_inplace,
     _softmax_xent,
     exp_constants,
 )
-from sgdvi.trajectory.layout import (
-    N_OUT,
-    D,
-    batch_bounds,
-    epoch_permutation,
-    initial_state,
-    param_offsets,
-    weight_names,
-)
+from sgdvi.trajectory.network import STATED, TinyFC
 from sgdvi.trajectory.reference_trainer import ReferenceTrainer
+from sgdvi.trajectory.state import initial_state
+
+N_OUT = STATED.num_classes
+D = STATED.d
 
 
-def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _data(n: int, seed: int = 0, classes: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Raw 0..255 pixels with a learnable class signal (so the run leaves the initial regime)."""
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 5, n)
+    y = rng.integers(0, classes, n)
     x = rng.integers(0, 120, size=(n, 1, 7, 7)).astype(np.float32)
-    for c in range(5):
+    for c in range(classes):
         x[y == c, 0, c, :] += 120
     return x, y
 
 
-def test_layout_matches_torch_model():
-    model = build_model("tiny-fc")
-    assert D == count_weights(model) == 917
-    offsets = param_offsets()
+@pytest.mark.parametrize("classes, d", [(5, 917), (4, 900), (2, 866)])
+def test_layout_matches_torch_model(classes, d):
+    net = TinyFC(classes)
+    model = build_model("tiny-fc", num_classes=classes)
+    assert net.d == count_weights(model) == d
     sizes = [p.numel() for p in model.parameters()]
-    assert [b - a for a, b in offsets.values()] == sizes
-    assert len(weight_names()) == D and weight_names()[784] == "b1[0]"
+    assert [b - a for a, b in net.offsets.values()] == sizes
+    names = net.weight_names()
+    assert len(names) == d and names[784] == "b1[0]" and names[-1] == f"b2[{classes - 1}]"
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_fast_trainer_equals_plain_loop_float64(nesterov):
-    """Same initial weights and batch order: weights agree to 1e-10 after ~300 SGD steps."""
-    x, y = _data(600)
+@pytest.mark.parametrize("nesterov, classes", [(False, 5), (True, 5), (False, 4)])
+def test_fast_trainer_equals_plain_loop_float64(nesterov, classes):
+    """Same initial weights and batch order: weights agree to 1e-10 after ~300 SGD steps
+    (5 classes: the stated setting; 4: the authors' run, padded inside the fast trainer)."""
+    x, y = _data(600, classes=classes)
     n, batch = len(y), 32  # 19 mini-batches per epoch, the last one of 24
-    state = initial_state(7)
-    fast = FastTrainer(x, y, state, batch, 0.9, nesterov, dtype="float64")
-    ref = ReferenceTrainer(x, y, state, batch, 0.9, nesterov, dtype="float64")
+    state = initial_state(7, classes)
+    assert len(state.params) == TinyFC(classes).d
+    kw = {"dtype": "float64", "num_classes": classes}
+    fast = FastTrainer(x, y, state, batch, 0.9, nesterov, **kw)
+    ref = ReferenceTrainer(x, y, state, batch, 0.9, nesterov, **kw)
     steps = 0
     for epoch in range(16):
         order = epoch_permutation(7, epoch, n)
@@ -84,7 +86,7 @@ def test_first_layer_bias_never_moves_and_its_gradient_vanishes():
     ref = ReferenceTrainer(x, y, state, 64, 0.9, False, dtype="float64")
     for e in range(3):
         fast.train_epoch(epoch_permutation(3, e, 300), 0.1)
-    b1 = slice(*param_offsets()["b1"])
+    b1 = STATED.slice("b1")
     np.testing.assert_array_equal(fast.params()[b1], state.params[b1])
     assert np.abs(ref.full_pass().grad[b1]).max() < 1e-12  # autograd: zero up to rounding
 
@@ -126,6 +128,10 @@ def test_bad_inputs_are_refused():
         FastTrainer(x, y, initial_state(0), 128, 0.9, False)
     with pytest.raises(ValueError, match="labels"):
         FastTrainer(x[:100], np.full(100, 7), initial_state(0), 32, 0.9, False)
+    with pytest.raises(ValueError, match="labels must lie in 0..3"):
+        FastTrainer(x[:100], np.full(100, 4), initial_state(0, 4), 32, 0.9, False, num_classes=4)
+    with pytest.raises(ValueError, match="state has 917 weights"):
+        FastTrainer(x[:100], y[:100] % 4, initial_state(0), 32, 0.9, False, num_classes=4)
     with pytest.raises(ValueError, match="49 inputs"):
         FastTrainer(np.zeros((100, 50)), y[:100], initial_state(0), 32, 0.9, False)
 
@@ -142,7 +148,7 @@ def test_initial_state_is_torch_default_init():
 def test_softmax_cross_entropy_block_against_numpy(dtype):
     """Loss sum, argmax errors (first maximal class wins ties) and scaled d loss / d logits."""
     rng = np.random.default_rng(4)
-    m = 150  # more than one 64-example chunk of the log-of-products
+    m = 150
     o = rng.normal(0, 3, size=(N_OUT, m)).astype(dtype)
     o[:, :10] = 1.5  # five-way ties: the prediction is class 0
     o[2, 10:20] = o[4, 10:20] = o[:, 10:20].max(0) + 1  # two-way ties: class 2 predicted
@@ -155,7 +161,9 @@ def test_softmax_cross_entropy_block_against_numpy(dtype):
     err_ref = int((o64.argmax(0) != y).sum())
     grad_ref = (np.exp(o64 - lse) - np.eye(N_OUT)[:, y]) * 0.25
     tot = np.zeros(m, dtype)
-    loss, n_err = _softmax_xent(o, y, dtype(0.25), exp_constants(dtype), tot)
+    margins, dens = np.zeros(m, dtype), np.zeros(m, dtype)
+    n_err = _softmax_xent(o, y, dtype(0.25), exp_constants(dtype), tot, margins, dens)
+    loss = margins.sum(dtype=np.float64) + np.log(dens, dtype=np.float64).sum()
     rtol = 1e-13 if dtype == np.float64 else 1e-5
     assert loss == pytest.approx(loss_ref, rel=rtol)
     assert n_err == err_ref and err_ref > 0

@@ -46,7 +46,6 @@ training epoch ~1 ms; the full pass ~2 ms (``benchmarks/bench_trajectory.py``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -54,19 +53,28 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from sgdvi.trajectory.layout import (
-    BN_EPS,
-    BN_MOMENTUM,
-    N_HIDDEN,
-    N_IN,
-    N_OUT,
-    D,
-    TrainState,
-    batch_bounds,
-)
+from sgdvi.trajectory.batches import batch_bounds
+from sgdvi.trajectory.network import BN_EPS, BN_MOMENTUM, N_HIDDEN, N_IN, TinyFC
+from sgdvi.trajectory.state import EpochStats, FullPass, TrainState
 
 #: examples per block of the full-dataset pass (activations of a block stay in L1/L2 cache)
 FULL_BLOCK = 256
+#: the kernels are unrolled over this many output classes; fewer classes are padded (below)
+MAX_CLASSES = 5
+#: the working layout of the kernels: tiny-fc with MAX_CLASSES outputs (d = 917); its offsets
+#: are compile-time constants of the kernels
+_PAD = TinyFC(MAX_CLASSES)
+N_OUT = MAX_CLASSES
+D = _PAD.d
+W1_LO, W1_HI = _PAD.offsets["w1"]
+B1_LO, B1_HI = _PAD.offsets["b1"]
+GAMMA_LO, GAMMA_HI = _PAD.offsets["gamma"]
+BETA_LO, BETA_HI = _PAD.offsets["beta"]
+W2_LO, W2_HI = _PAD.offsets["w2"]
+B2_LO, B2_HI = _PAD.offsets["b2"]
+#: bias of a padded (absent) class: its logit lies far below every real one, so its softmax
+#: weight is exp(lowest clamp) < 1e-26, which vanishes exactly when added to a sum >= 1
+PAD_BIAS = -1e30
 
 
 def exp_constants(dtype: np.dtype) -> np.ndarray:
@@ -193,20 +201,25 @@ def _output_layer(h, w2, b2, o):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
-def _softmax_xent(o, y, scale, consts, tot):  # pragma: no cover - compiled
-    """Cross-entropy loss sum and error count of a block; ``o <- scale (softmax(o) - onehot)``.
+def _softmax_xent(o, y, scale, consts, tot, margins, dens):  # pragma: no cover - compiled
+    """Error count of a block; ``o <- scale (softmax(o) - onehot)``; the loss's parts.
+
+    The cross-entropy of example b is ``margins[b] + log(dens[b])``, with ``margins[b] =
+    max(o) - o[label]`` and ``dens[b]`` the softmax denominator (a sum of ``exp(o - max)``,
+    in [1, C]). The caller sums them in numpy, in float64: a sum (or a sum of logarithms)
+    inside the kernels came out different in the last bit between a freshly compiled kernel
+    and the same kernel loaded from numba's cache (issue 10, item 12), and it costs ~50 us
+    per 30,000 examples in numpy, about 1 % of an epoch.
 
     Split into simple loops over the examples that each write one array, so that LLVM
     vectorises every one of them (a single fused loop writing six arrays is left scalar):
-    (1) maximum logit into ``tot``, loss term ``max - o[label]`` and error count (the first
-    maximal class is the prediction, as ``argmax``), (2) per class ``o = exp(o - max)`` by
-    :func:`_exp_nonpos`, (3) the softmax denominators, (4) the sum of their logarithms,
-    (5) ``o <- scale (o / denominator - onehot)``.
+    (1) maximum logit into ``tot``, ``margins`` and the error count (the first maximal class
+    is the prediction, as ``argmax``), (2) per class ``o = exp(o - max)`` by
+    :func:`_exp_nonpos`, (3) the softmax denominators, (4) ``o <- scale (o / den - onehot)``.
     """
     m = o.shape[1]
     zero = o.dtype.type(0)
     k = _exp_coeffs(consts)
-    margin = zero  # sum of max - o[label]
     n_err = 0
     o0, o1, o2, o3, o4 = o[0], o[1], o[2], o[3], o[4]
     for b in range(m):
@@ -223,7 +236,7 @@ def _softmax_xent(o, y, scale, consts, tot):  # pragma: no cover - compiled
             mx, pred = a4, 4
         lab = y[b]
         ol = a0 if lab == 0 else a1 if lab == 1 else a2 if lab == 2 else a3 if lab == 3 else a4
-        margin += mx - ol
+        margins[b] = mx - ol
         n_err += 1 if pred != lab else 0
         tot[b] = mx
     for c in range(N_OUT):
@@ -232,21 +245,14 @@ def _softmax_xent(o, y, scale, consts, tot):  # pragma: no cover - compiled
             oc[b] = _exp_nonpos(oc[b] - tot[b], k)
     for b in range(m):
         tot[b] = o0[b] + o1[b] + o2[b] + o3[b] + o4[b]
-    # sum of log(denominator) as the log of products of 64 factors in [1, 5] (<= 5**64, no
-    # overflow in float64): one libm call per 64 examples instead of one per example
-    loss = 0.0
-    for s in range(0, m, 64):
-        prod = 1.0
-        for b in range(s, min(s + 64, m)):
-            prod *= tot[b]
-        loss += np.log(prod)
     for b in range(m):
+        dens[b] = tot[b]
         tot[b] = scale / tot[b]
     for c in range(N_OUT):
         oc = o[c]
         for b in range(m):
             oc[b] = oc[b] * tot[b] - (scale if y[b] == c else zero)
-    return loss + margin, n_err
+    return n_err
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -328,8 +334,11 @@ def _first_layer_grad(dz, xb, wt, zt, gw1):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
-def _forward_backward(xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts):  # pragma: no cover
-    """Loss sum and error count of one mini-batch; its mean gradient into ``g``.
+def _forward_backward(
+    xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts, margins, dens, n_classes
+):  # pragma: no cover - compiled
+    """Error count of one mini-batch, the parts of its loss into ``margins``, ``dens``
+    (:func:`_softmax_xent`); its mean gradient into ``g``, zero for padded classes.
 
     ``xb`` (m, 49) the batch's inputs (contiguous), ``yb`` (m,) labels, ``p``/``g`` flat
     weights/gradient in ``model.parameters()`` order; scratch ``z``, ``h``, ``du`` (16, m),
@@ -337,16 +346,16 @@ def _forward_backward(xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts):  #
     receives the batch mean and biased variance of ``x W1^T`` (rows 0, 1).
     """
     m = xb.shape[0]
-    w1 = p[0:784].reshape((16, 49))
-    gamma = p[800:816]
-    beta = p[816:832]
-    w2 = p[832:912].reshape((5, 16))
-    b2 = p[912:917]
-    gw1 = g[0:784].reshape((16, 49))
-    ggamma = g[800:816]
-    gbeta = g[816:832]
-    gw2 = g[832:912].reshape((5, 16))
-    gb2 = g[912:917]
+    w1 = p[W1_LO:W1_HI].reshape((N_HIDDEN, N_IN))
+    gamma = p[GAMMA_LO:GAMMA_HI]
+    beta = p[BETA_LO:BETA_HI]
+    w2 = p[W2_LO:W2_HI].reshape((N_OUT, N_HIDDEN))
+    b2 = p[B2_LO:B2_HI]
+    gw1 = g[W1_LO:W1_HI].reshape((N_HIDDEN, N_IN))
+    ggamma = g[GAMMA_LO:GAMMA_HI]
+    gbeta = g[BETA_LO:BETA_HI]
+    gw2 = g[W2_LO:W2_HI].reshape((N_OUT, N_HIDDEN))
+    gb2 = g[B2_LO:B2_HI]
     mu = stats[0]
     var = stats[1]
     inv = stats[2]
@@ -370,8 +379,12 @@ def _forward_backward(xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts):  #
         inv[j] = 1.0 / np.sqrt(var[j] + BN_EPS)
     _bn_relu(z, mu, inv, gamma, beta, h)  # z now holds zh
     _output_layer(h, w2, b2, o)
-    loss, n_err = _softmax_xent(o, yb, inv_m, consts, tot)  # o now holds d loss / d o
+    n_err = _softmax_xent(o, yb, inv_m, consts, tot, margins, dens)  # o: d loss / d o
     _head_backward(h, z, o, w2, gw2, gb2, ggamma, gbeta, du)
+    for c in range(n_classes, N_OUT):  # padded classes never move
+        gb2[c] = zero
+        for j in range(N_HIDDEN):
+            gw2[c, j] = zero
     # BN backward: dz = a (du - dbeta / m - zh dgamma / m), a = gamma inv, into du
     for j in range(N_HIDDEN):
         a = gamma[j] * inv[j]
@@ -383,8 +396,8 @@ def _forward_backward(xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts):  #
             duj[b] = a * duj[b] - cc - dd * zj[b]
     # first layer backward (BLAS): dW1 = dz x; d b1 = sum dz = 0 exactly
     _first_layer_grad(du, xb, wt, zt, gw1)
-    g[784:800] = zero
-    return loss, n_err
+    g[B1_LO:B1_HI] = zero
+    return n_err
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -408,15 +421,18 @@ def _train_epoch(
     tot,
     stats,
     consts,
+    margins,
+    dens,
+    n_classes,
 ):  # pragma: no cover - compiled
-    """One epoch of SGD over ``order``; returns (loss sum, error count, number of batches).
+    """One epoch of SGD over ``order``; returns (error count, number of batches).
 
-    ``scratch`` (5, 16 * batch_size) holds the activations ``z``, ``h``, ``du``, ``o``, ``zt``.
+    ``scratch`` (5, 16 * batch_size) holds the activations ``z``, ``h``, ``du``, ``o``, ``zt``;
+    ``margins``, ``dens`` (n,) receive the parts of each example's loss in epoch order.
     """
     n = order.shape[0]
     d = p.shape[0]
     w = x.shape[1]
-    loss_sum = 0.0
     err_sum = 0
     n_batches = 0
     start = 0
@@ -428,19 +444,19 @@ def _train_epoch(
             for i in range(w):  # runtime bound: ~3x faster than a slice or a literal 49
                 xb[b, i] = x[r, i]
             yb[b] = y[r]
-        z = scratch[0, : 16 * m].reshape((16, m))
-        h = scratch[1, : 16 * m].reshape((16, m))
-        du = scratch[2, : 16 * m].reshape((16, m))
-        o = scratch[3, : 5 * m].reshape((5, m))
-        zt = scratch[4, : 16 * m].reshape((m, 16))
-        loss, n_err = _forward_backward(
-            xb[:m], yb[:m], p, g, z, h, o, du, zt, wt, tot[:m], stats, consts
-        )
+        z = scratch[0, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        h = scratch[1, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        du = scratch[2, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        o = scratch[3, : N_OUT * m].reshape((N_OUT, m))
+        zt = scratch[4, : N_HIDDEN * m].reshape((m, N_HIDDEN))
+        n_err = _forward_backward(
+            xb[:m], yb[:m], p, g, z, h, o, du, zt, wt, tot[:m], stats, consts,
+            margins[start:stop], dens[start:stop], n_classes,
+        )  # fmt: skip
         # running statistics: batch mean of x W1^T + b1 (b1 never moves), unbiased variance
-        for j in range(16):
-            rmean[j] = (1.0 - BN_MOMENTUM) * rmean[j] + BN_MOMENTUM * (stats[0, j] + p[784 + j])
+        for j in range(N_HIDDEN):
+            rmean[j] = (1.0 - BN_MOMENTUM) * rmean[j] + BN_MOMENTUM * (stats[0, j] + p[B1_LO + j])
             rvar[j] = (1.0 - BN_MOMENTUM) * rvar[j] + BN_MOMENTUM * stats[1, j] * m / (m - 1)
-        loss_sum += loss
         err_sum += n_err
         # SGD with momentum, as torch.optim.SGD (dampening 0, weight decay 0)
         if nesterov:
@@ -455,12 +471,15 @@ def _train_epoch(
                 p[k] -= lr * bk
         n_batches += 1
         start = stop
-    return loss_sum, err_sum, n_batches
+    return err_sum, n_batches
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
-def _full_pass(x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts):  # pragma: no cover
-    """Loss sum, error count and mean gradient (into ``g``) over all N examples, one BN batch.
+def _full_pass(
+    x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts, margins, dens
+):  # pragma: no cover - compiled
+    """Error count, the parts of each example's loss (into ``margins``, ``dens``, see
+    :func:`_softmax_xent`) and mean gradient (into ``g``) over all N examples, one BN batch.
 
     BN statistics from the data's mean ``xbar`` (49,) and biased covariance ``cov`` (49, 49)
     (float64): ``mu = W1 xbar``, ``var_j = w_j^T C w_j``. Then one sweep over contiguous
@@ -470,16 +489,16 @@ def _full_pass(x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts):  # pragma
     ``gblk`` (d,).
     """
     n = x.shape[0]
-    w1 = p[0:784].reshape((16, 49))
-    gamma = p[800:816]
-    beta = p[816:832]
-    w2 = p[832:912].reshape((5, 16))
-    b2 = p[912:917]
-    gw1 = gblk[0:784].reshape((16, 49))
-    ggamma = gblk[800:816]
-    gbeta = gblk[816:832]
-    gw2 = gblk[832:912].reshape((5, 16))
-    gb2 = gblk[912:917]
+    w1 = p[W1_LO:W1_HI].reshape((N_HIDDEN, N_IN))
+    gamma = p[GAMMA_LO:GAMMA_HI]
+    beta = p[BETA_LO:BETA_HI]
+    w2 = p[W2_LO:W2_HI].reshape((N_OUT, N_HIDDEN))
+    b2 = p[B2_LO:B2_HI]
+    gw1 = gblk[W1_LO:W1_HI].reshape((N_HIDDEN, N_IN))
+    ggamma = gblk[GAMMA_LO:GAMMA_HI]
+    gbeta = gblk[BETA_LO:BETA_HI]
+    gw2 = gblk[W2_LO:W2_HI].reshape((N_OUT, N_HIDDEN))
+    gb2 = gblk[B2_LO:B2_HI]
     # BN statistics of the whole training set from its first two moments
     w64 = w1.astype(np.float64)
     mu64 = w64 @ xbar
@@ -494,24 +513,23 @@ def _full_pass(x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts):  # pragma
     inv = inv64.astype(p.dtype)
     scale = p.dtype.type(1.0 / n)
     acc = np.zeros(D)
-    loss = 0.0
     n_err = 0
     start = 0
     while start < n:
         stop = min(start + FULL_BLOCK, n)
         m = stop - start
         xblk = x[start:stop]
-        z = scratch[0, : 16 * m].reshape((16, m))
-        h = scratch[1, : 16 * m].reshape((16, m))
-        du = scratch[2, : 16 * m].reshape((16, m))
-        o = scratch[3, : 5 * m].reshape((5, m))
-        zt = scratch[4, : 16 * m].reshape((m, 16))
+        z = scratch[0, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        h = scratch[1, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        du = scratch[2, : N_HIDDEN * m].reshape((N_HIDDEN, m))
+        o = scratch[3, : N_OUT * m].reshape((N_OUT, m))
+        zt = scratch[4, : N_HIDDEN * m].reshape((m, N_HIDDEN))
         _first_layer(xblk, w1, wt, zt, z)
         _bn_relu(z, mu, inv, gamma, beta, h)  # z now holds zh
         _output_layer(h, w2, b2, o)
-        lb, eb = _softmax_xent(o, y[start:stop], scale, consts, tot[:m])
-        loss += lb
-        n_err += eb
+        n_err += _softmax_xent(
+            o, y[start:stop], scale, consts, tot[:m], margins[start:stop], dens[start:stop]
+        )
         _head_backward(h, z, o, w2, gw2, gb2, ggamma, gbeta, du)
         _first_layer_grad(du, xblk, wt, zt, gw1)
         for k in range(D):
@@ -520,42 +538,38 @@ def _full_pass(x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts):  # pragma
     # dW1_j = a_j (sum_b du_jb x_b - dbeta_j xbar - dgamma_j inv_j C w_j), a_j = gamma_j inv_j
     for j in range(N_HIDDEN):
         a = gamma[j] * inv64[j]
-        gg = acc[800 + j]
-        gb = acc[816 + j]
+        gg = acc[GAMMA_LO + j]
+        gb = acc[BETA_LO + j]
         for i in range(N_IN):
-            acc[j * N_IN + i] = a * (acc[j * N_IN + i] - gb * xbar[i] - gg * inv64[j] * cw[j, i])
+            acc[W1_LO + j * N_IN + i] = a * (
+                acc[W1_LO + j * N_IN + i] - gb * xbar[i] - gg * inv64[j] * cw[j, i]
+            )
     for k in range(D):
         g[k] = acc[k]
-    g[784:800] = 0.0
-    return loss, n_err
+    g[B1_LO:B1_HI] = 0.0
+    return n_err
 
 
-@dataclass(frozen=True)
-class FullPass:
-    """Loss, error and gradient over the whole training set (train-mode BN, one batch)."""
-
-    loss: float
-    error: float
-    grad: np.ndarray  # (d,) in model.parameters() order
-
-    @property
-    def grad_norm(self) -> float:
-        return float(np.linalg.norm(self.grad))
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """Mean mini-batch loss and error seen while training one epoch."""
-
-    batch_loss: float
-    batch_error: float
+def _loss_sum(parts: np.ndarray) -> float:
+    """``sum(margins) + sum(log(dens))`` in float64 (numpy: the same bits in every process)."""
+    return float(parts[0].sum(dtype=np.float64) + np.log(parts[1], dtype=np.float64).sum())
 
 
 class FastTrainer:
     """SGD on tiny-fc for one dataset with the fused numba kernels.
 
-    ``x`` (N, 49) or (N, 1, 7, 7) and ``y`` (N,) int labels 0..4; ``dtype`` float64 (exact
-    comparison with the reference) or float32 (twice the SIMD width, half the memory traffic).
+    ``x`` (N, 49) or (N, 1, 7, 7) and ``y`` (N,) int labels ``0..num_classes-1`` (at most
+    :data:`MAX_CLASSES`); ``dtype`` float64 (exact comparison with the reference) or float32
+    (twice the SIMD width, half the memory traffic). ``state`` is in the layout of
+    ``TinyFC(num_classes)``.
+
+    The kernels are unrolled over five output classes (the stated setting). With fewer
+    classes the working weights carry padded classes: their second-layer row is zero and
+    their bias :data:`PAD_BIAS`, so their softmax weight is below 1e-26 and adds exactly
+    nothing to a denominator >= 1, their contribution to the hidden layer's gradient is an
+    exact zero (zero row), and their own gradient is set to zero, so they never move. The
+    results are those of tiny-fc with ``num_classes`` outputs (tested against the plain
+    PyTorch loop with 4 classes); the weights seen from outside have d of that network.
     """
 
     def __init__(
@@ -567,16 +581,24 @@ class FastTrainer:
         momentum: float,
         nesterov: bool,
         dtype: str | np.dtype = "float64",
+        num_classes: int = MAX_CLASSES,
     ) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        if not 2 <= num_classes <= MAX_CLASSES:
+            raise ValueError(
+                f"the fast trainer handles 2..{MAX_CLASSES} classes, got {num_classes}"
+            )
+        self.net = TinyFC(num_classes)
         x = np.asarray(x).reshape(len(x), -1)
         if x.shape[1] != N_IN:
             raise ValueError(f"tiny-fc needs 7x7 = 49 inputs per example, got {x.shape[1]}")
         y = np.asarray(y, dtype=np.int64)
-        if y.min() < 0 or y.max() >= N_OUT:
-            raise ValueError(f"tiny-fc labels must lie in 0..{N_OUT - 1}, got {y.min()}..{y.max()}")
+        if y.min() < 0 or y.max() >= num_classes:
+            raise ValueError(
+                f"tiny-fc labels must lie in 0..{num_classes - 1}, got {y.min()}..{y.max()}"
+            )
         self.x = np.ascontiguousarray(x, dtype=self.dtype)
         self.y = np.ascontiguousarray(y)
         self.n = len(y)
@@ -584,6 +606,13 @@ class FastTrainer:
         self.batch_size = int(batch_size)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
+        # live weights inside the padded working vector, and the padded classes' biases
+        live = np.zeros(D, bool)
+        for name, (lo, hi) in self.net.offsets.items():
+            start = _PAD.offsets[name][0]
+            live[start : start + hi - lo] = True
+        self._live = np.flatnonzero(live)
+        self._pad_bias = np.arange(B2_LO + num_classes, B2_HI)
         self.set_state(state)
         # first two moments of the (fixed) training data, in float64, for the full pass
         x64 = self.x.astype(np.float64)
@@ -605,10 +634,21 @@ class FastTrainer:
         self._tot = np.zeros(self.batch_size, self.dtype)
         self._tot_full = np.zeros(FULL_BLOCK, self.dtype)
         self._stats = np.zeros((4, N_HIDDEN), self.dtype)
+        # per-example parts of the loss (see _softmax_xent), summed in numpy
+        self._loss_parts = np.zeros((2, self.n), self.dtype)
+        self._loss_parts_full = np.zeros((2, self.n), self.dtype)
+
+    def _padded(self, flat: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        out = np.zeros(D, self.dtype)
+        out[self._live] = flat
+        out[self._pad_bias] = fill
+        return out
 
     def set_state(self, state: TrainState) -> None:
-        self._p = np.array(state.params, dtype=self.dtype)
-        self._buf = np.array(state.momentum_buffer, dtype=self.dtype)
+        if len(state.params) != self.net.d:
+            raise ValueError(f"state has {len(state.params)} weights, tiny-fc {self.net.d}")
+        self._p = self._padded(np.asarray(state.params), PAD_BIAS)
+        self._buf = self._padded(np.asarray(state.momentum_buffer))
         self._rmean = np.array(state.running_mean, dtype=self.dtype)
         self._rvar = np.array(state.running_var, dtype=self.dtype)
         self._tracked = int(state.num_batches_tracked)
@@ -617,8 +657,8 @@ class FastTrainer:
     def state(self) -> TrainState:
         """A copy of the current state (float64)."""
         return TrainState(
-            params=self._p.astype(np.float64),
-            momentum_buffer=self._buf.astype(np.float64),
+            params=self._p[self._live].astype(np.float64),
+            momentum_buffer=self._buf[self._live].astype(np.float64),
             running_mean=self._rmean.astype(np.float64),
             running_var=self._rvar.astype(np.float64),
             num_batches_tracked=self._tracked,
@@ -627,14 +667,14 @@ class FastTrainer:
 
     def params(self) -> np.ndarray:
         """A copy of the current weights in ``model.parameters()`` order (working dtype)."""
-        return self._p.copy()
+        return self._p[self._live]
 
     def train_epoch(self, order: np.ndarray, lr: float) -> EpochStats:
         """One epoch of SGD visiting the examples in ``order``."""
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.shape != (self.n,):
             raise ValueError(f"order must be a permutation of {self.n} indices")
-        loss_sum, err_sum, n_batches = _train_epoch(
+        err_sum, n_batches = _train_epoch(
             self.x,
             self.y,
             order,
@@ -654,10 +694,14 @@ class FastTrainer:
             self._tot,
             self._stats,
             self._consts,
+            self._loss_parts[0],
+            self._loss_parts[1],
+            self.net.num_classes,
         )
+        loss_sum = _loss_sum(self._loss_parts)
         self._tracked += int(n_batches)
         self.epoch += 1
-        return EpochStats(float(loss_sum) / self.n, float(err_sum) / self.n)
+        return EpochStats(loss_sum / self.n, float(err_sum) / self.n)
 
     def full_pass(self, params: np.ndarray | None = None) -> FullPass:
         """Full-dataset loss, error and gradient at the current weights (or at ``params``).
@@ -667,8 +711,8 @@ class FastTrainer:
         are left untouched. Thread-safe against :meth:`train_epoch` when ``params`` is a
         copy (the kernels release the GIL), which lets a run overlap the two.
         """
-        p = self._p if params is None else np.ascontiguousarray(params, dtype=self.dtype)
-        loss_sum, n_err = _full_pass(
+        p = self._p if params is None else self._padded(params, PAD_BIAS)
+        n_err = _full_pass(
             self.x,
             self.y,
             self._xbar,
@@ -680,12 +724,15 @@ class FastTrainer:
             self._tot_full,
             self._g_blk,
             self._consts,
+            self._loss_parts_full[0],
+            self._loss_parts_full[1],
         )
+        loss_sum = _loss_sum(self._loss_parts_full)
         return FullPass(
-            loss=float(loss_sum) / self.n,
+            loss=loss_sum / self.n,
             error=float(n_err) / self.n,
-            grad=self._g_full.copy(),
+            grad=self._g_full[self._live],
         )
 
 
-__all__ = ["EpochStats", "FastTrainer", "FullPass", "exp_constants"]
+__all__ = ["MAX_CLASSES", "FastTrainer", "exp_constants"]

@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from sgdvi.models import build_model
-from sgdvi.trajectory.fast_trainer import EpochStats, FullPass
-from sgdvi.trajectory.layout import N_HIDDEN, TrainState, batch_bounds
+from sgdvi.trajectory.batches import batch_bounds
+from sgdvi.trajectory.network import N_HIDDEN, STATED_CLASSES
+from sgdvi.trajectory.state import EpochStats, FullPass, TrainState
 
 
 class ReferenceTrainer:
-    """tiny-fc trained by the plain loop, same interface as :class:`FastTrainer`."""
+    """tiny-fc with ``num_classes`` outputs trained by the plain loop (the fast trainer's
+    interface: ``train_epoch``, ``full_pass``, ``state``, ``set_state``, ``params``)."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class ReferenceTrainer:
         nesterov: bool,
         dtype: str = "float64",
         device: str | torch.device = "cpu",
+        num_classes: int = STATED_CLASSES,
     ) -> None:
         self.tdtype = {"float64": torch.float64, "float32": torch.float32}[str(np.dtype(dtype))]
         self.device = torch.device(device)
@@ -40,7 +43,9 @@ class ReferenceTrainer:
         self.n = len(self.y)
         batch_bounds(self.n, batch_size)
         self.batch_size = batch_size
-        self.model = build_model("tiny-fc").to(device=self.device, dtype=self.tdtype)
+        self.model = build_model("tiny-fc", num_classes=num_classes).to(
+            device=self.device, dtype=self.tdtype
+        )
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=0.1, momentum=momentum, nesterov=nesterov
         )

@@ -5,6 +5,11 @@ decay), learning rate ``lr_burn_in`` for the first ``burn_in`` epochs and ``lr``
 After every epoch the full-dataset gradient norm, loss and error are recorded (train-mode BN
 over the whole training set as one batch); after every post-burn-in epoch the weights are
 stored. See :mod:`sgdvi.trajectory.storage` for the files.
+
+Every chunk is checked before it is recorded: a non-finite weight, momentum, BN statistic,
+loss or gradient norm stops the run with :class:`TrajectoryDiverged` naming the run and the
+first bad epoch, and nothing of that chunk is recorded. The check runs in numpy, outside the
+numba kernels, whose ``fastmath`` flags let LLVM assume that no value is NaN or infinite.
 """
 
 from __future__ import annotations
@@ -14,18 +19,25 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sgdvi.trajectory.fast_trainer import EpochStats, FastTrainer, FullPass
-from sgdvi.trajectory.layout import D, epoch_permutation, initial_state, lr_at, weight_names
+from sgdvi.schedule import burn_in_schedule, lr_at
+from sgdvi.trajectory.batches import epoch_permutation
+from sgdvi.trajectory.network import STATED_CLASSES, TinyFC
+from sgdvi.trajectory.state import EpochStats, FullPass, initial_state
 from sgdvi.trajectory.storage import ChunkStore, assemble
 
 log = logging.getLogger(__name__)
+
+
+class TrajectoryDiverged(RuntimeError):
+    """A non-finite weight, loss or gradient norm; the message names the run and the epoch."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class TrajectorySettings:
     chunk_epochs: int = 1000
     dtype: str = "float32"
     engine: str = "numba"
+    num_classes: int = STATED_CLASSES
 
     def __post_init__(self) -> None:
         if not 0 <= self.burn_in < self.epochs:
@@ -51,6 +64,14 @@ class TrajectorySettings:
             )
         if self.engine not in ("numba", "torch"):
             raise ValueError(f"engine must be numba or torch, got {self.engine!r}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings as compared on resume; ``num_classes`` only when not the stated 5, so
+        that the chunks of runs made before it existed still resume."""
+        out = asdict(self)
+        if self.num_classes == STATED_CLASSES:
+            del out["num_classes"]
+        return out
 
 
 def data_digest(x: np.ndarray, y: np.ndarray) -> str:
@@ -62,13 +83,114 @@ def data_digest(x: np.ndarray, y: np.ndarray) -> str:
 
 
 def _make_trainer(x, y, settings: TrajectorySettings, device: str):
-    state = initial_state(settings.seed)
+    state = initial_state(settings.seed, settings.num_classes)
     args = (x, y, state, settings.batch_size, settings.momentum, settings.nesterov)
+    kw = {"dtype": settings.dtype, "num_classes": settings.num_classes}
     if settings.engine == "numba":
-        return FastTrainer(*args, dtype=settings.dtype)
+        from sgdvi.trajectory.fast_trainer import FastTrainer
+
+        return FastTrainer(*args, **kw)
     from sgdvi.trajectory.reference_trainer import ReferenceTrainer
 
-    return ReferenceTrainer(*args, dtype=settings.dtype, device=device)
+    return ReferenceTrainer(*args, device=device, **kw)
+
+
+def _epochs(trainer, settings: TrajectorySettings, e0: int, e1: int, n: int, pool) -> Iterator:
+    """Train epochs ``e0 .. e1 - 1``; yield ``(epoch, lr, stats, params, full pass)``.
+
+    With a ``pool`` each full pass runs in its thread while the next epoch trains (the
+    kernels release the GIL); the numbers are the same either way.
+    """
+    schedule = burn_in_schedule(settings.burn_in, settings.lr_burn_in, settings.lr)
+    pending = None
+    for e in range(e0, e1):
+        lr = lr_at(schedule, e)
+        stats = trainer.train_epoch(epoch_permutation(settings.seed, e, n), lr)
+        params = trainer.params()
+        if pool is None:
+            yield e + 1, lr, stats, params, trainer.full_pass()
+            continue
+        if pending is not None:
+            yield *pending[:4], pending[4].result()
+        pending = (e + 1, lr, stats, params, pool.submit(trainer.full_pass, params))
+    if pending is not None:
+        yield *pending[:4], pending[4].result()
+
+
+def _metrics_row(epoch: int, lr: float, stats: EpochStats | None, fp: FullPass, burn_in: int):
+    return {
+        "epoch": epoch,
+        "lr": np.nan if stats is None else lr,
+        "grad_norm": fp.grad_norm,
+        "loss": fp.loss,
+        "error": fp.error,
+        "batch_loss": np.nan if stats is None else stats.batch_loss,
+        "batch_error": np.nan if stats is None else stats.batch_error,
+        "stored": epoch > burn_in and stats is not None,
+    }
+
+
+def _check_finite(rows: list[dict], finite_params: list[bool], state, where: str) -> None:
+    """Raise :class:`TrajectoryDiverged` at the first epoch of a chunk with a non-finite value."""
+    for row, ok in zip(rows, finite_params, strict=True):
+        bad = [k for k in ("loss", "grad_norm", "batch_loss") if not np.isfinite(row[k])]
+        bad += [] if ok else ["weights"]
+        if bad and not (row["epoch"] == 0 and bad == ["batch_loss"]):
+            raise TrajectoryDiverged(
+                f"trajectory {where} diverged at epoch {row['epoch']}: non-finite "
+                f"{', '.join(bad)} (loss {row['loss']:.4g}, grad norm {row['grad_norm']:.4g}, "
+                f"lr {row['lr']:g}); nothing of this chunk was written: lower the learning rate"
+            )
+    for name in ("params", "momentum_buffer", "running_mean", "running_var"):
+        if not np.isfinite(getattr(state, name)).all():
+            raise TrajectoryDiverged(
+                f"trajectory {where} diverged by epoch {state.epoch}: non-finite {name}"
+            )
+
+
+def _train_chunk(
+    trainer, store: ChunkStore, settings, c: int, n: int, pool, where: str, init: dict | None
+) -> dict:
+    """Train chunk ``c``, check it, write its rows and record it (with the epoch-0 row
+    ``init`` for the first chunk); return its metrics."""
+    chunk = settings.chunk_epochs
+    e0, e1 = c * chunk, min((c + 1) * chunk, settings.epochs)
+    rows, finite, stored = [], [], []
+    for epoch, lr, stats, params, fp in _epochs(trainer, settings, e0, e1, n, pool):
+        rows.append(_metrics_row(epoch, lr, stats, fp, settings.burn_in))
+        finite.append(bool(np.isfinite(params).all()))
+        if epoch > settings.burn_in:
+            stored.append(params.astype(np.float32))
+    state = trainer.state()
+    _check_finite(rows, finite, state, where)
+    if stored:
+        store.write_rows(max(e0, settings.burn_in) - settings.burn_in, np.array(stored))
+    metrics = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    metrics["epoch"] = metrics["epoch"].astype(np.int64)
+    store.write(c, metrics, state, init)
+    return metrics
+
+
+def _log_progress(where, settings, e1, done_epochs, t_start, metrics, d) -> None:
+    per_epoch = (time.perf_counter() - t_start) / max(1, done_epochs)
+    log.info(
+        "%s epoch %d/%d: grad norm/sqrt(d) %.4g, loss %.4f, error %.4f "
+        "(%.2f ms/epoch, %.0f s left)",
+        where,
+        e1,
+        settings.epochs,
+        metrics["grad_norm"][-1] / np.sqrt(d),
+        metrics["loss"][-1],
+        metrics["error"][-1],
+        1e3 * per_epoch,
+        per_epoch * (settings.epochs - e1),
+    )
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, run_dir / "run.json")
 
 
 def run_trajectory(
@@ -82,110 +204,57 @@ def run_trajectory(
     max_chunks: int | None = None,
     keep_chunks: bool = False,
     on_chunk: Callable[[int], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict | None:
     """Train (or resume) one seed's trajectory and assemble its artefacts in ``run_dir``.
 
     ``threads >= 2`` overlaps each epoch's full-dataset pass with the next epoch's training
     (numba engine; same numbers, less wall time). ``max_chunks`` stops after that many chunks
-    exist, without assembling (used to test resuming). Returns the run summary written to
+    exist, without assembling (used to test resuming). ``meta`` (e.g. variant and dataset
+    name) goes into ``run.json`` and the log lines. Returns the run summary written to
     ``run.json``, or None when stopped early.
     """
-    run_dir = Path(run_dir)
-    x = np.asarray(x).reshape(len(x), -1)
-    y = np.asarray(y)
-    n = len(y)
-    key = asdict(settings) | {"n": n, "data": data_digest(x, y)}
-    store = ChunkStore(run_dir, key)
+    run_dir, meta = Path(run_dir), dict(meta or {})
+    x, y = np.asarray(x).reshape(len(x), -1), np.asarray(y)
+    net = TinyFC(settings.num_classes)
+    where = " ".join(f"{k} {v}" for k, v in meta.items() if k in ("variant",))
+    where = f"{where} seed {settings.seed}".strip()
+    key = settings.fingerprint() | {"n": len(y), "data": data_digest(x, y)}
+    store = ChunkStore(run_dir, key, settings.epochs - settings.burn_in, net.d)
     trainer = _make_trainer(x, y, settings, device)
-    chunk = settings.chunk_epochs
-    n_chunks = -(-settings.epochs // chunk)
-
+    n_chunks = -(-settings.epochs // settings.chunk_epochs)
     done = min(store.completed(), n_chunks)
+    store.open_weights(resume=done > 0)
     if done:
         trainer.set_state(store.state_after(done - 1))
-        log.info("resuming seed %d after chunk %d (epoch %d)", settings.seed, done, trainer.epoch)
+        log.info("resuming %s after chunk %d (epoch %d)", where, done, trainer.epoch)
+    init = None if done else _metrics_row(0, np.nan, None, trainer.full_pass(), 0)
+    if init is not None:
+        _check_finite([init], [True], trainer.state(), where)
     t_start = time.perf_counter()
-    overlap = threads >= 2 and settings.engine == "numba"
-    pool = ThreadPoolExecutor(1) if overlap else None
-    init_metrics = None
-    if done == 0:
-        fp = trainer.full_pass()
-        init_metrics = {
-            "epoch": 0,
-            "lr": np.nan,
-            "grad_norm": fp.grad_norm,
-            "loss": fp.loss,
-            "error": fp.error,
-            "batch_loss": np.nan,
-            "batch_error": np.nan,
-            "stored": False,
-        }
-        log.info("seed %d epoch 0: grad norm %.4g, loss %.4f", settings.seed, fp.grad_norm, fp.loss)
+    pool = ThreadPoolExecutor(1) if threads >= 2 and settings.engine == "numba" else None
     try:
         for c in range(done, n_chunks):
             if max_chunks is not None and c >= max_chunks:
                 return None
-            e0, e1 = c * chunk, min((c + 1) * chunk, settings.epochs)
-            rows: list[tuple[int, float, EpochStats, FullPass]] = []
-            weights = []
-            pending: Future | None = None
-            prev: tuple[int, float, EpochStats] | None = None
-            for e in range(e0, e1):
-                lr = lr_at(e, settings.burn_in, settings.lr_burn_in, settings.lr)
-                stats = trainer.train_epoch(epoch_permutation(settings.seed, e, n), lr)
-                params = trainer.params()
-                if e >= settings.burn_in:
-                    weights.append(params.astype(np.float32))
-                if overlap:
-                    if pending is not None:
-                        rows.append((*prev, pending.result()))
-                    pending = pool.submit(trainer.full_pass, params)
-                    prev = (e + 1, lr, stats)
-                else:
-                    rows.append((e + 1, lr, stats, trainer.full_pass()))
-            if pending is not None:
-                rows.append((*prev, pending.result()))
-            metrics = {
-                "epoch": np.array([r[0] for r in rows], np.int64),
-                "lr": np.array([r[1] for r in rows]),
-                "grad_norm": np.array([r[3].grad_norm for r in rows]),
-                "loss": np.array([r[3].loss for r in rows]),
-                "error": np.array([r[3].error for r in rows]),
-                "batch_loss": np.array([r[2].batch_loss for r in rows]),
-                "batch_error": np.array([r[2].batch_error for r in rows]),
-                "stored": np.array([r[0] > settings.burn_in for r in rows]),
-            }
-            w = np.array(weights, np.float32).reshape(-1, D)
-            store.write(c, metrics, w, trainer.state(), init_metrics if c == 0 else None)
-            elapsed = time.perf_counter() - t_start
-            per_epoch = elapsed / (e1 - done * chunk)
-            log.info(
-                "seed %d epoch %d/%d: grad norm/sqrt(d) %.4g, loss %.4f, error %.4f "
-                "(%.2f ms/epoch, %.0f s left)",
-                settings.seed,
-                e1,
-                settings.epochs,
-                metrics["grad_norm"][-1] / np.sqrt(D),
-                metrics["loss"][-1],
-                metrics["error"][-1],
-                1e3 * per_epoch,
-                per_epoch * (settings.epochs - e1),
-            )
+            first = init if c == 0 else None
+            metrics = _train_chunk(trainer, store, settings, c, len(y), pool, where, first)
+            e1 = int(metrics["epoch"][-1])
+            _log_progress(where, settings, e1, e1 - done * settings.chunk_epochs, t_start,
+                          metrics, net.d)  # fmt: skip
             if on_chunk is not None:
                 on_chunk(c)
     finally:
         if pool is not None:
             pool.shutdown()
     wall = time.perf_counter() - t_start
-
-    n_stored, metrics = assemble(
-        store, n_chunks, run_dir / "weights.npy", run_dir / "metrics.parquet"
-    )
-    summary = {
+    n_stored, _ = assemble(store, n_chunks, run_dir / "weights.npy", run_dir / "metrics.parquet")
+    summary = meta | {
         "settings": asdict(settings),
-        "n_train": n,
+        "n_train": len(y),
         "data_sha1_16": key["data"],
-        "d": D,
+        "num_classes": settings.num_classes,
+        "d": net.d,
         "n_stored": n_stored,
         "first_stored_epoch": settings.burn_in + 1,
         "resumed_after_chunks": done,
@@ -194,11 +263,9 @@ def run_trajectory(
         "weights": "weights.npy: (n_stored, d) float32, row k = weights after epoch "
         "first_stored_epoch + k, columns in model.parameters() order (see weight_names)",
         "grad_norm": "full training set, BN in train mode with full-batch statistics",
-        "weight_names": weight_names(),
+        "weight_names": net.weight_names(),
     }
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, run_dir / "run.json")
+    _write_summary(run_dir, summary)
     if not keep_chunks:
         store.remove()
     return summary

@@ -1,14 +1,17 @@
 """Chunked, resumable storage of a long SGD trajectory (Section IV-B).
 
-A run writes one file per chunk of ``chunk_epochs`` epochs,
-``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (temporary file + rename). Each chunk
-holds the per-epoch metrics of its epochs, the weights after each of its post-burn-in epochs
-(float32), the complete training state at its end (weights, momentum buffer, BN running
-statistics) and a fingerprint of the settings. A killed run resumes from the state of the last
-complete chunk and loses at most the chunk in progress; since the batch order of an epoch
-depends only on (seed, epoch), the resumed trajectory is identical to an uninterrupted one.
+The stored weights go straight into their final place: ``{run_dir}/weights.partial.npy``, a
+preallocated (n_stored, d) float32 ``.npy`` memmap that each chunk fills in place (row k =
+weights after epoch ``first_stored + k``) and flushes before the chunk's record is written.
+A run writes one record per chunk of ``chunk_epochs`` epochs,
+``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (temporary file + rename): the
+per-epoch metrics of its epochs, the complete training state at its end (weights, momentum
+buffer, BN running statistics) and a fingerprint of the settings. A killed run resumes from
+the state of the last complete chunk and rewrites the rows of the chunk in progress; since the
+batch order of an epoch depends only on (seed, epoch), the resumed trajectory is identical to
+an uninterrupted one.
 
-:func:`assemble` turns the chunks into the final artefacts of a seed:
+:func:`assemble` checks the chunks and turns them into the final artefacts of a seed:
 
 - ``weights.npy``: (n_stored, d) float32, row k = weights after epoch ``first_stored + k``
   (``numpy.load(..., mmap_mode="r")`` reads columns without loading the file);
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sgdvi.trajectory.layout import D, TrainState
+from sgdvi.trajectory.state import TrainState
 
 #: per-epoch metrics; row ``epoch`` describes the weights after ``epoch`` finished epochs
 METRIC_COLUMNS = {
@@ -54,12 +57,49 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
 
 
 class ChunkStore:
-    """The chunk files of one run directory."""
+    """The chunk records and the partial weight file of one run directory.
 
-    def __init__(self, run_dir: str | Path, settings: Mapping[str, Any]) -> None:
+    ``n_stored`` rows of ``d`` weights will be stored in all (``settings`` fingerprint the run).
+    """
+
+    def __init__(
+        self, run_dir: str | Path, settings: Mapping[str, Any], n_stored: int, d: int
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / "chunks"
         self.fingerprint = fingerprint(settings)
+        self.shape = (int(n_stored), int(d))
+        self.weights_path = self.run_dir / "weights.partial.npy"
+        self._weights: np.memmap | None = None
+
+    def open_weights(self, resume: bool) -> np.memmap:
+        """The partial weight file: created afresh, or reopened to resume (shape checked)."""
+        if resume:
+            try:
+                mm = np.load(self.weights_path, mmap_mode="r+")
+            except (OSError, ValueError) as exc:
+                raise ResumeError(
+                    f"{self.dir} holds chunks but {self.weights_path} is unreadable ({exc}); "
+                    f"delete {self.dir} to start this run afresh"
+                ) from exc
+            if mm.shape != self.shape or mm.dtype != np.float32:
+                raise ResumeError(
+                    f"{self.weights_path} is {mm.dtype}{mm.shape}, expected float32{self.shape}; "
+                    f"delete {self.dir} to start this run afresh"
+                )
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            mm = np.lib.format.open_memmap(
+                self.weights_path, mode="w+", dtype=np.float32, shape=self.shape
+            )
+        self._weights = mm
+        return mm
+
+    def write_rows(self, first_row: int, rows: np.ndarray) -> None:
+        """Weights of consecutive stored epochs, from row ``first_row`` on (in place)."""
+        if self._weights is None:
+            raise RuntimeError("open_weights() first")
+        self._weights[first_row : first_row + len(rows)] = rows
 
     def path(self, index: int) -> Path:
         return self.dir / f"chunk_{index:06d}.npz"
@@ -68,13 +108,14 @@ class ChunkStore:
         self,
         index: int,
         metrics: Mapping[str, np.ndarray],
-        weights: np.ndarray,
         state: TrainState,
         init_metrics: Mapping[str, float] | None = None,
     ) -> Path:
-        """Write chunk ``index`` atomically: metrics of its epochs, stored weights, end state."""
+        """Record chunk ``index`` atomically (metrics of its epochs, end state), after flushing
+        the rows it wrote with :meth:`write_rows` to the weight file."""
+        if self._weights is not None:
+            self._weights.flush()
         self.dir.mkdir(parents=True, exist_ok=True)
-        weights = np.asarray(weights, dtype=np.float32).reshape(-1, D)
         arrays = {f"m_{k}": np.asarray(v) for k, v in metrics.items()}
         if init_metrics is not None:
             arrays |= {f"init_{k}": np.asarray(v) for k, v in init_metrics.items()}
@@ -82,7 +123,6 @@ class ChunkStore:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
             tmp,
-            weights=weights,
             params=state.params,
             momentum_buffer=state.momentum_buffer,
             running_mean=state.running_mean,
@@ -139,7 +179,7 @@ class ChunkStore:
         return blob
 
     def remove(self) -> None:
-        """Delete the chunk files (after :func:`assemble`)."""
+        """Delete the chunk records (after :func:`assemble`)."""
         if self.dir.exists():
             for p in sorted(self.dir.glob("chunk_*.npz")):
                 p.unlink()
@@ -155,16 +195,13 @@ def assemble(
     weights_path: str | Path,
     metrics_path: str | Path,
 ) -> tuple[int, pd.DataFrame]:
-    """Concatenate ``n_chunks`` chunks into ``weights.npy`` and ``metrics.parquet``.
-
-    Reads one chunk at a time (memory: one chunk). Returns (stored epochs, metrics table).
-    """
+    """Check ``n_chunks`` chunk records, write ``metrics.parquet`` and move the filled weight
+    file to ``weights_path``. Reads each record once (memory: the metrics). Returns (stored
+    epochs, metrics table)."""
     weights_path, metrics_path = Path(weights_path), Path(metrics_path)
-    n_stored = 0
     frames = []
     for i in range(n_chunks):
         blob = store.read(i)
-        n_stored += blob["weights"].shape[0]
         if i == 0:
             init = {k[5:]: blob[k] for k in blob if k.startswith("init_")}
             frames.append(pd.DataFrame({k: [v] for k, v in init.items()}))
@@ -174,25 +211,21 @@ def assemble(
         metrics[col] = metrics[col].astype(np.float64)
     metrics["epoch"] = metrics["epoch"].astype(np.int64)
     metrics["stored"] = metrics["stored"].astype(bool)
-    metrics["grad_norm_normalised"] = metrics["grad_norm"] / np.sqrt(D)
+    metrics["grad_norm_normalised"] = metrics["grad_norm"] / np.sqrt(store.shape[1])
     metrics = metrics[list(METRIC_COLUMNS)]
     if not (np.diff(metrics["epoch"]) == 1).all() or metrics["epoch"].iloc[0] != 0:
         raise RuntimeError(f"chunks in {store.dir} do not cover consecutive epochs from 0")
-    if int(metrics["stored"].sum()) != n_stored:
-        raise RuntimeError(f"chunks in {store.dir}: stored flags disagree with the weights")
-
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_name(weights_path.name + ".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_stored, D))
-    row = 0
-    for i in range(n_chunks):
-        w = store.read(i)["weights"]
-        out[row : row + len(w)] = w
-        row += len(w)
-    out.flush()
-    del out
-    os.replace(tmp, weights_path)
+    n_stored = int(metrics["stored"].sum())
+    if n_stored != store.shape[0]:
+        raise RuntimeError(
+            f"chunks in {store.dir}: {n_stored} stored epochs, the weight file has {store.shape[0]}"
+        )
+    if store._weights is not None:
+        store._weights.flush()
+        store._weights = None
     tmp = metrics_path.with_name(metrics_path.name + ".tmp")
     metrics.to_parquet(tmp, index=False)
     os.replace(tmp, metrics_path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(store.weights_path, weights_path)
     return n_stored, metrics
