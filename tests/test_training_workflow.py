@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,19 @@ def test_train_rule_writes_snapshots_metrics_log_and_benchmark(tiny_workdir):
 
     proc = run_snakemake(tiny_workdir, "--dry-run", *args)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+    # issue 10, case 6: a truncated snapshot names the fix, and the fix reruns only its rule
+    snap = tiny_workdir / targets[2]
+    snap.write_bytes(snap.read_bytes()[:100])
+    with pytest.raises(RuntimeError) as exc:
+        load_snapshot(snap)
+    message = str(exc.value)
+    assert f"rm {snap}" in message and f"snakemake {snap}" in message
+    assert "only the snapshot's own rule runs again" in message
+    snap.unlink()
+    proc = run_snakemake(tiny_workdir, "--dry-run", *args)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert jobs == {"snapshot": "1", "total": "1"}, proc.stdout
 
 
 def prepared_mnist7(workdir: Path) -> None:
