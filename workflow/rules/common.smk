@@ -144,7 +144,7 @@ def diffusion_mem_mb(wildcards):
     """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
     exp = experiment(wildcards.experiment)
     d = sgdvi_config.weight_count(exp["model"], exp["num_classes"])
-    n = DIFFUSION.get("subset") or exp.get("train_subset")
+    n = DIFFUSION["subset"] or exp["train_subset"]
     n = (
         n
         or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
@@ -166,24 +166,109 @@ def diffusion_figure_title(wildcards):
 
 # ---- trajectory stage (workflow/rules/trajectory.smk) ----------------------------------------
 
+import sgdvi.trajectory.variants as traj_variants
+
 TRAJ = config["trajectory"]
-TRAJ_DIR = "results/tinyfc-trajectory"
-TRAJ_SEEDS = [int(s) for s in TRAJ["seeds"]]
+#: variant name -> merged settings ("stated": the base keys; others: trajectory.variants)
+TRAJ_VARIANTS = traj_variants.resolve_variants(
+    TRAJ, lambda name: sgdvi_config.dataset_num_classes(config, name)
+)
+#: the settings of one run that change its trajectory (rule trajectory_train's params)
+TRAJ_TRAIN_KEYS = (
+    "epochs",
+    "burn_in",
+    "batch_size",
+    "lr_burn_in",
+    "lr",
+    "momentum",
+    "nesterov",
+    "chunk_epochs",
+    "train_subset",
+    "engine",
+    "dtype",
+    "num_classes",
+)
+TRAJ_ANALYSIS_KEYS = ("n_lags", "max_lag_fraction", "low_frequency_cutoff", "n_permutations")
+
+
+wildcard_constraints:
+    variant="|".join(TRAJ_VARIANTS),
+    traj_fig=r"[abc](-(" + "|".join(TRAJ_VARIANTS) + "))?",
+
+
+def trajectory_dir(variant, seed):
+    """Directory of one run: weights.npy, metrics.parquet, run.json, analysis.npz."""
+    return f"results/trajectory/{variant}/seed{seed}"
+
+
+def traj_seeds(variant):
+    return [int(s) for s in TRAJ_VARIANTS[variant]["seeds"]]
+
+
+#: seeds of the stated variant
+TRAJ_SEEDS = traj_seeds(traj_variants.STATED)
+
+
+def traj_files(name, variant=None):
+    """`name` (e.g. analysis.npz) of every seed of `variant` (None: of every variant)."""
+    variants = list(TRAJ_VARIANTS) if variant is None else [variant]
+    return [f"{trajectory_dir(v, s)}/{name}" for v in variants for s in traj_seeds(v)]
+
+
+def traj_setting(key):
+    """Input/param function: setting `key` of the job's variant."""
+    return lambda wildcards: TRAJ_VARIANTS[wildcards.variant][key]
+
+
+def traj_settings(keys):
+    return lambda wildcards: {k: TRAJ_VARIANTS[wildcards.variant][k] for k in keys}
+
+
+def traj_dataset(wildcards):
+    return dataset_file(TRAJ_VARIANTS[wildcards.variant]["dataset"])
+
+
+def traj_fig_variant(wildcards):
+    return traj_variants.parse_figure_tag(wildcards.traj_fig)[1]
+
+
+def traj_fig_files(name):
+    """Input function of a Fig. 3 panel: `name` of every seed of the panel's variant."""
+    return lambda wildcards: traj_files(name, traj_fig_variant(wildcards))
+
+
+def traj_fig_params(wildcards):
+    """Variant, seeds, learning rate and burn-in of a Fig. 3 panel."""
+    variant = traj_fig_variant(wildcards)
+    settings = TRAJ_VARIANTS[variant]
+    return {
+        "variant": variant,
+        "panel": traj_variants.parse_figure_tag(wildcards.traj_fig)[0],
+        "seeds": traj_seeds(variant),
+        "lr": settings["lr"],
+        "burn_in": settings["burn_in"],
+        "num_classes": settings["num_classes"],
+        "d": sgdvi_config.weight_count("tiny-fc", settings["num_classes"]),
+        "dataset": settings["dataset"],
+    }
 
 
 def trajectory_targets():
-    """Figs. 3a-3c (PDF + PNG) and the statistics table, when trajectory.enabled."""
+    """Figs. 3a-3c of every variant (PDF + PNG) and the statistics table, when enabled."""
     if not TRAJ["enabled"]:
         return []
-    figs = [f"results/figures/fig3{p}.{ext}" for p in "abc" for ext in ("pdf", "png")]
+    figs = [
+        f"results/figures/{traj_variants.figure_name(p, v)}.{ext}"
+        for v in TRAJ_VARIANTS
+        for p in "abc"
+        for ext in ("pdf", "png")
+    ]
     return figs + ["results/tables/trajectory.parquet"]
 
 
-# the numba engine runs on the CPU; only the torch engine can use a GPU
-TRAJ_GPUS = gpu_count() if TRAJ["engine"] == "torch" else 0
-TRAJ_ANALYSES = expand(f"{TRAJ_DIR}/seed{{seed}}/analysis.npz", seed=TRAJ_SEEDS)
-TRAJ_METRICS = expand(f"{TRAJ_DIR}/seed{{seed}}/metrics.parquet", seed=TRAJ_SEEDS)
-TRAJ_RUNS = expand(f"{TRAJ_DIR}/seed{{seed}}/run.json", seed=TRAJ_SEEDS)
+def traj_gpus(wildcards):
+    """The numba engine runs on the CPU; only the torch engine can use a GPU."""
+    return gpu_count() if TRAJ_VARIANTS[wildcards.variant]["engine"] == "torch" else 0
 
 
 # ---- theory stage (workflow/rules/theory.smk) ----------------------------------------

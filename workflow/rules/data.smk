@@ -24,7 +24,7 @@ rule download_mnist:
         "../../envs/sgdvi.yaml"
     params:
         sources=config["data"]["mnist"]["sources"],
-        local_dir=config["data"]["mnist"].get("local_dir"),
+        local_dir=config["data"]["mnist"]["local_dir"],
         sha256=config["data"]["mnist"]["sha256"],
         timeout=config["data"]["download_timeout"],
     script:
@@ -43,11 +43,11 @@ rule download_cifar:
         "../../envs/sgdvi.yaml"
     params:
         sources=config["data"]["cifar"]["sources"],
-        local_dir=lambda wildcards: config["data"]["cifar"].get(
+        local_dir=lambda wildcards: config["data"]["cifar"][
             f"local_dir_{wildcards.cifar}"
-        ),
+        ],
         timeout=config["data"]["download_timeout"],
-        verify_md5=config["data"]["cifar"].get("verify_md5", True),
+        verify_md5=config["data"]["cifar"]["verify_md5"],
     script:
         "../scripts/download_cifar.py"
 
