@@ -5,7 +5,7 @@ Nesterov's momentum set to 0.9" (Section IV) and studies the weights after 20%, 
 of training (Figs. 1 and 2). This module implements that run:
 
 - SGD as :class:`torch.optim.SGD` (momentum, ``nesterov`` true or false, L2 weight decay on
-  every parameter), a piecewise-constant learning rate (:func:`lr_at`).
+  every parameter), a piecewise-constant learning rate (:func:`sgdvi.schedule.lr_at`).
 - Each epoch draws one permutation of the training set from a seeded :class:`torch.Generator`
   and walks through it in ``floor(N / b)`` mini-batches of exactly ``b`` examples (sampling
   without replacement); the ``N mod b`` examples left at the end of a permutation are not seen
@@ -51,6 +51,7 @@ from sgdvi.atomic import atomic_path
 from sgdvi.config import DATASET_CLASSES, fraction_tag, snapshot_epoch
 from sgdvi.data import Prepared
 from sgdvi.models import MODEL_SPECS, build_model
+from sgdvi.schedule import lr_at  # the package's one lr_at (also imported from here)
 from sgdvi.snapshots import save_snapshot
 
 LOG = logging.getLogger("sgdvi.training")
@@ -192,20 +193,6 @@ def stop_on_signals(
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def lr_at(schedule: Sequence[Sequence[float]], epoch: int) -> float:
-    """Learning rate of the piecewise-constant ``schedule`` during 0-based ``epoch``.
-
-    ``schedule`` is ``[[from_epoch, lr], ...]`` with increasing ``from_epoch``, the first 0.
-    """
-    if not schedule or schedule[0][0] != 0:
-        raise ValueError(f"lr_schedule must start at epoch 0, got {schedule!r}")
-    lr = float(schedule[0][1])
-    for start, value in schedule:
-        if epoch >= start:
-            lr = float(value)
-    return lr
 
 
 def make_optimizer(
