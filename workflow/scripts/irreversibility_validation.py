@@ -1,12 +1,17 @@
 """Rule irreversibility_validation: the area-rate estimator on processes with a closed form."""
 
+import os
 from typing import TYPE_CHECKING
 
-import numpy as np
+# one BLAS thread: the matrices are small and threads only contend
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from sgdvi.irreversibility import validation
-from sgdvi.rulelog import rule_log
-from sgdvi.theory import checks
+import numpy as np  # noqa: E402
+
+from sgdvi.irreversibility import validation  # noqa: E402
+from sgdvi.rulelog import rule_log  # noqa: E402
+from sgdvi.theory import checks  # noqa: E402
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -165,11 +165,21 @@ def remove_drift(x: np.ndarray) -> DriftRemoval:
 def pca_directions(x: np.ndarray, m: int, max_rows: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """Top ``m`` principal directions (d, m) and their variances, from at most ``max_rows``
     evenly thinned rows of ``x`` (positions are strongly autocorrelated, so thinning loses
-    little). Signs fixed so that each direction's largest-magnitude entry is positive."""
+    little). Signs fixed so that each direction's largest-magnitude entry is positive.
+
+    When both sides of the data matrix exceed ``4 m`` a randomised range finder with four power
+    iterations (fixed seed; Halko, Martinsson & Tropp 2011) replaces the full SVD: the same
+    leading directions at a fraction of the cost, which matters for the surrogates."""
     x = np.asarray(x, dtype=float)
     stride = max(1, -(-len(x) // max_rows))
     xs = x[::stride] - x[::stride].mean(axis=0)
-    _, s, vt = np.linalg.svd(xs, full_matrices=False)
+    if min(xs.shape) > 4 * m:
+        q = np.linalg.qr(xs @ np.random.default_rng(0).standard_normal((xs.shape[1], m + 10)))[0]
+        for _ in range(4):
+            q = np.linalg.qr(xs @ np.linalg.qr(xs.T @ q)[0])[0]
+        _, s, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
+    else:
+        _, s, vt = np.linalg.svd(xs, full_matrices=False)
     v = vt[:m].T
     v = v * np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])
     return v, s[:m] ** 2 / max(len(xs) - 1, 1)

@@ -98,6 +98,7 @@ class BootstrapRatio:
     low: float
     high: float
     n_valid: int  # bootstrap replicates where the decomposition existed
+    q_se: np.ndarray  # bootstrap standard deviation of each entry of Q_hat
 
 
 def bootstrap_ratio(
@@ -116,16 +117,18 @@ def bootstrap_ratio(
     fit = fit_linear_sde(x, dt)
     bounds = np.linspace(0, len(x) - 1, n_blocks + 1).astype(int)
     rng = np.random.default_rng(seed)
-    ratios = []
+    ratios, qs = [], []
     for _ in range(n_boot):
         pick = rng.integers(0, n_blocks, n_blocks)
         idx = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in pick])
-        r = _fit_pairs(x[idx], x[idx + 1], dt).ratio
-        if np.isfinite(r):
-            ratios.append(r)
+        f = _fit_pairs(x[idx], x[idx + 1], dt)
+        if np.isfinite(f.ratio):
+            ratios.append(f.ratio)
+            qs.append(f.Q)
     a = (1.0 - level) / 2.0
     lo, hi = np.quantile(ratios, [a, 1.0 - a]) if ratios else (np.nan, np.nan)
-    return BootstrapRatio(fit.ratio, float(lo), float(hi), len(ratios))
+    q_se = np.std(qs, axis=0, ddof=1) if len(qs) > 1 else np.full_like(fit.F, np.nan)
+    return BootstrapRatio(fit.ratio, float(lo), float(hi), len(ratios), q_se)
 
 
 def _fit_pairs(X0: np.ndarray, X1: np.ndarray, dt: float) -> LinearFit:
