@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +15,6 @@ import pytest
 from sgdvi.jobguard import (
     AncestorWatch,
     CheckpointLocked,
-    ancestors,
     checkpoint_lock,
     lock_path,
 )
@@ -123,7 +122,7 @@ def test_ancestor_watch_sees_the_grandparent_die(tmp_path):
             from sgdvi.jobguard import AncestorWatch
             def orphaned():
                 Path({str(flag)!r}).write_text("yes")
-            with AncestorWatch(orphaned, interval=0.1) as watch:
+            with AncestorWatch(orphaned, depth=2, interval=0.1) as watch:
                 assert len(watch.chain) == 2 and watch.intact()
                 print("ready", flush=True)
                 for _ in range(600):
@@ -152,12 +151,38 @@ def test_ancestor_watch_sees_the_grandparent_die(tmp_path):
 
 
 @linux
-def test_ancestor_chain_and_intact():
-    chain = ancestors(2)
-    assert chain and chain[0] == (os.getppid(), chain[0][1])
+def test_ancestor_chain_stops_at_the_root_program(tmp_path):
+    """Without depth the chain goes up to the nearest process running 'snakemake' (here a
+    python script of that name), not above; without one, only the parent is watched."""
+    child = tmp_path / "child.py"
+    child.write_text(
+        "from sgdvi.jobguard import ancestors\n"
+        "print(ancestors(), ancestors(root_name='no-such-name'), ancestors(depth=2), flush=True)"
+    )
+    fake = tmp_path / "snakemake"  # stands in for Snakemake; bash mentions .snakemake too
+    fake.write_text(
+        textwrap.dedent(
+            f"""
+            import subprocess, sys
+            cmd = f"{{sys.executable}} {child}; true  # .snakemake/scripts"
+            p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+            print(p.stdout.strip(), flush=True)
+            """
+        )
+    )
+    top = subprocess.run([sys.executable, str(fake)], capture_output=True, text=True, check=True)
+    parts = top.stdout.strip().replace("] [", "]|[").split("|")
+    found, fallback, two = (json.loads(p) for p in parts)
+    assert len(found) == 2  # bash, then the "snakemake"
+    assert fallback == found[:1]  # no such program among the ancestors: only the parent
+    assert two == found
+
+
+@linux
+def test_ancestor_watch_is_quiet_while_intact():
     calls = []
-    with AncestorWatch(lambda: calls.append(1), interval=0.05) as watch:
+    with AncestorWatch(lambda: calls.append(1), depth=2, interval=0.05) as watch:
+        assert watch.chain[0] == os.getppid()
         time.sleep(0.2)
         assert watch.intact() and not watch.orphaned
     assert calls == []
-    assert signal.SIGTERM  # the trainer maps on_orphaned to stop.request(SIGTERM)

@@ -149,43 +149,74 @@ def _parent_of(pid: int) -> int | None:
     return int(fields[1])
 
 
-def ancestors(depth: int = 2) -> list[tuple[int, int]]:
-    """``[(pid, its parent), ...]`` for this process's parent and the ``depth - 1`` above it."""
-    chain = []
+def _is_program(pid: int, name: str) -> bool:
+    """Whether process ``pid`` runs the program ``name`` (``name ...``, ``python .../name ...``
+    or ``python -m name ...``); a mere mention (``bash -c '... .snakemake/...'``) is not."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    argv = [a.decode(errors="replace") for a in args[:4]]
+    if any(os.path.basename(a) == name for a in argv[:2]):
+        return True
+    return "-m" in argv[:3] and name in argv[1:4]
+
+
+def ancestors(depth: int | None = None, root_name: str = "snakemake") -> list[int]:
+    """PIDs from this process's parent up to the process to watch, nearest first.
+
+    With ``depth``: exactly that many ancestors (fewer if the chain reaches init). Without:
+    up to and including the nearest ancestor (at most 4 up) running the program ``root_name``
+    (the Snakemake that runs the job, directly or through bash); if there is none, only the
+    parent. Ancestors above it are not watched: a user's shell may exit while
+    Snakemake carries on (``nohup``), and that must not stop the job.
+    """
+    chain: list[int] = []
     pid = os.getppid()
-    for _ in range(depth):
-        if pid <= 1:
+    for _ in range(depth if depth is not None else 4):
+        if pid <= 1 or _parent_of(pid) is None:
             break
-        parent = _parent_of(pid)
-        if parent is None:
-            break
-        chain.append((pid, parent))
-        pid = parent
-    return chain
+        chain.append(pid)
+        if depth is None and _is_program(pid, root_name):
+            return chain
+        pid = _parent_of(pid) or 0
+    return chain if depth is not None else chain[:1]
 
 
 class AncestorWatch:
-    """Daemon thread calling ``on_orphaned()`` once an ancestor dies or is reparented.
+    """Daemon thread calling ``on_orphaned()`` once a watched ancestor dies.
 
-    ``depth`` 2 watches the parent and the grandparent (Snakemake -> bash -> script). Use as a
+    Watches :func:`ancestors` (``depth``/``root_name``): the parent must stay our parent, each
+    watched ancestor must keep the next one as its parent, and the last must be alive; so the
+    death of Snakemake is seen even when bash stands between it and the script. Use as a
     context manager; the thread stops on exit.
     """
 
     def __init__(
-        self, on_orphaned: Callable[[], None], depth: int = 2, interval: float = 1.0
+        self,
+        on_orphaned: Callable[[], None],
+        depth: int | None = None,
+        interval: float = 1.0,
+        root_name: str = "snakemake",
     ) -> None:
         self.on_orphaned = on_orphaned
         self.interval = interval
-        self.chain = ancestors(depth) if sys.platform.startswith("linux") else []
+        linux = sys.platform.startswith("linux")
+        self.chain = ancestors(depth, root_name) if linux else []
         self.orphaned = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ancestor-watch", daemon=True)
 
     def intact(self) -> bool:
-        """Whether every recorded ancestor is alive with the same parent as at the start."""
-        if os.getppid() != (self.chain[0][0] if self.chain else os.getppid()):
+        """Whether the watched ancestors are alive and still linked as at the start."""
+        if not self.chain:
+            return True
+        if os.getppid() != self.chain[0]:
             return False
-        return all(_parent_of(pid) == parent for pid, parent in self.chain)
+        links = zip(self.chain, self.chain[1:], strict=False)
+        if any(_parent_of(child) != parent for child, parent in links):
+            return False
+        return _parent_of(self.chain[-1]) is not None
 
     def _run(self) -> None:
         while not self._done.wait(self.interval):
