@@ -4,6 +4,9 @@
 repository, plus ``config/tiny.yaml``) and four generated MNIST IDX files whose SHA-256 the tiny
 config lists, so the real download rule runs its ``local`` source and checksum verification.
 Run the workflow there with :func:`snakemake_cmd`.
+
+``tiny_built`` is the same directory after a full run of the tiny workflow, built once per test
+session and shared read-only by every test that only reads outputs (the e2e checks, the report).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,15 +92,50 @@ def tiny_config(mnist_dir: Path, hashes: dict) -> dict:
     }
 
 
-@pytest.fixture
-def tiny_workdir(tmp_path: Path) -> Path:
-    """A working directory for ``snakemake --directory`` with the tiny config and fake MNIST."""
-    work = tmp_path / "work"
+def make_tiny_workdir(base: Path) -> Path:
+    """``base/work``: a working directory for ``snakemake --directory`` with ``config/`` (the
+    repository's plus ``config/tiny.yaml``) and generated MNIST under ``base/mnist_raw``."""
+    work = base / "work"
     shutil.copytree(REPO / "config", work / "config")
-    hashes = fake_mnist(tmp_path / "mnist_raw")
-    cfg = tiny_config(tmp_path / "mnist_raw", hashes)
+    hashes = fake_mnist(base / "mnist_raw")
+    cfg = tiny_config(base / "mnist_raw", hashes)
     (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return work
+
+
+@pytest.fixture
+def tiny_workdir(tmp_path: Path) -> Path:
+    """A fresh working directory of its own (nothing run yet), for tests that run rules or
+    change files. Tests that only read the outputs of a full run use ``tiny_built``."""
+    return make_tiny_workdir(tmp_path)
+
+
+def _manifest(work: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``results/`` and ``logs/`` of ``work``."""
+    out = {}
+    for top in ("results", "logs"):
+        for path in sorted((work / top).rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                out[str(path.relative_to(work))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tiny workflow run once per test session (every default target), shared read-only.
+
+    Tests that use it must not run rules in it nor change its files (``snakemake -n`` and
+    ``--report <path outside results/>`` are fine): at the end of the session the fixture
+    fails if any file under ``results/`` or ``logs/`` was added, removed or rewritten.
+    """
+    work = make_tiny_workdir(tmp_path_factory.mktemp("tiny_built"))
+    run_snakemake(work, "--cores", "2")
+    before = _manifest(work)
+    yield work
+    after = _manifest(work)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test changed the shared tiny build (use tiny_workdir): {changed[:10]}"
 
 
 def snakemake_cmd(workdir: Path, *args: str, configfile: str = "config/tiny.yaml") -> list[str]:

@@ -1,8 +1,11 @@
-"""Report plumbing: the run-configuration page renders for every shipped config, captions exist,
-and the benchmark table reads Snakemake benchmark files correctly."""
+"""Report plumbing: the landing page (findings first, then the run configuration as a compact
+table) renders for every shipped config, captions exist, and the benchmark table reads
+Snakemake benchmark files correctly. The report in a browser: tests/test_report_browser.py."""
 
 from __future__ import annotations
 
+import html as htmllib
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from docutils.core import publish_parts
 from jinja2 import Environment
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks, read_benchmark
+from sgdvi.report_landing import landing_rst
 
 from conftest import deep_update
 
@@ -49,23 +53,87 @@ CONFIGS = {
 }
 
 
+def flat_leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every setting below ``node`` (lists and scalars are leaves)."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out |= flat_leaves(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class Snakemake:
+    config: dict = {}
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_workflow_description_renders_the_run_configuration(name):
     config = merged(*CONFIGS[name])
-
-    class Snakemake:
-        pass
-
     Snakemake.config = config
-    _, html = render_rst((REPORT / "workflow.rst").read_text(), snakemake=Snakemake)
+    _, html = render_rst((REPORT / "workflow.rst").read_text(), snakemake=Snakemake, files=[])
     assert "system-message" not in html, re.findall(r"system-message.*?</div>", html, re.S)[:3]
-    assert "Run configuration" in html
+    # the findings first, the configuration after them
+    assert 0 <= html.index("What this run found") < html.index("Run configuration")
+    text = strip_tags(html)
     for experiment in config["run"]:
-        assert f"<code>{experiment}</code>" in html or experiment in html
+        assert experiment in text
         epochs = config["experiments"][experiment]["epochs"]
         assert re.search(rf"<td>(<p>)?{epochs}(</p>)?</td>", html), (experiment, epochs)
-    # the whole config is there as JSON, e.g. the number of SDE particles
-    assert str(config["theory"]["sde"]["particles"]) in html
+    # every setting outside experiments/datasets/run is in the table, once, with its value:
+    # a flat two-column table, not a JSON block
+    assert "json" not in html and "literal-block" not in html
+    cells = [
+        (strip_tags(k), strip_tags(v))
+        for k, v in re.findall(
+            r"<tr><td>(.*?)</td>\s*<td>(.*?)</td>\s*</tr>", html[html.index("All settings") :], re.S
+        )
+    ]
+    rows = dict(cells)
+    assert len(rows) == len(cells)
+    settings = {k: v for k, v in config.items() if k not in ("experiments", "datasets", "run")}
+    for key, value in flat_leaves(settings).items():
+        owner = next((r for r in rows if key == r or key.startswith(r + ".")), None)
+        assert owner is not None, f"{key} is not in the configuration table"
+        shown = value if isinstance(value, str) else json.dumps(value)
+        assert shown in rows[owner], (key, shown, rows[owner][:200])
+    # a row per section or setting, not one per line of YAML
+    assert len(rows) < 0.8 * len(flat_leaves(config))
+
+
+def strip_tags(html: str) -> str:
+    return htmllib.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_landing_section_is_included_when_the_report_has_results(tmp_path, monkeypatch):
+    """With results (``files``), workflow.rst includes results/report/landing.rst."""
+    landing = tmp_path / "results" / "report" / "landing.rst"
+    landing.parent.mkdir(parents=True)
+    frame = pd.DataFrame(
+        [
+            {
+                "figure": "fig1a",
+                "quantity": "rank %",
+                "paper": 1.8,
+                "stated": 2.26,
+                "authors": 2.26,
+                "claim": None,
+                "holds_stated": None,
+                "holds_authors": None,
+            }
+        ]
+    )
+    landing.write_text(landing_rst(frame, []))
+    monkeypatch.chdir(tmp_path)
+    Snakemake.config = merged(*CONFIGS["tiny"])
+    _, html = render_rst(
+        (REPORT / "workflow.rst").read_text(), snakemake=Snakemake, files=["something"]
+    )
+    assert "system-message" not in html
+    table = html[html.index('class="comparison') :]
+    assert "<td><p>fig1a</p></td>" in table or "<td>fig1a</td>" in table
+    assert "2.26" in table and html.index("2.26") < html.index("Run configuration")
 
 
 def rules_text() -> str:
@@ -158,3 +226,50 @@ def test_benchmark_caption_renders_the_table(tmp_path):
     _, html = render_rst((REPORT / "benchmarks.rst").read_text(), snakemake=Snakemake)
     assert "system-message" not in html
     assert "0:01:01" in html and "fc-mnist7" in html
+
+
+def test_landing_rst_embeds_thumbnails_that_open_the_figure(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    png = tmp_path / "fig1a.png"
+    im = Image.new("RGB", (1500, 900), "white")
+    ImageDraw.Draw(im).rectangle((100, 100, 1400, 800), outline="black", width=9)
+    im.save(png)
+    frame = pd.DataFrame(
+        [
+            {
+                "figure": "fig1a",
+                "quantity": "rank %",
+                "paper": 1.8,
+                "stated": 2.2634,
+                "authors": None,
+                "claim": None,
+                "holds_stated": None,
+                "holds_authors": None,
+            },
+            {
+                "figure": "Remark 16",
+                "quantity": "rank ratio",
+                "paper": None,
+                "stated": 3.1,
+                "authors": 0.4,
+                "claim": "lenet has the larger rank",
+                "holds_stated": True,
+                "holds_authors": False,
+            },
+        ]
+    )
+    rst = landing_rst(frame, [("fig1a", png, "results/figures/fig1a.png")])
+    _, html = render_rst(rst)
+    assert "system-message" not in html
+    assert html.count("<tr>") == 3  # heading + two rows
+    assert "2.26" in html and "2.2634" not in html  # 3 significant digits
+    assert "claim: lenet has the larger rank" in html and "yes / no" in html
+    link = "javascript:app.showResultInfo('results/figures/fig1a.png')"
+    assert f'href="{link}"' in html
+    uri = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(uri))) as thumb:
+        assert thumb.size == (640, 384)  # shrunk to 640 px wide, aspect kept

@@ -1,0 +1,29 @@
+"""Rule report_landing: the report's first section (the comparison with the paper, then the
+figures that carry it) as reStructuredText for workflow/report/workflow.rst."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from sgdvi.atomic import atomic_open
+from sgdvi.report_landing import landing_rst
+from sgdvi.rulelog import rule_log
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+with rule_log(snakemake.log[0], "report_landing") as log:
+    comparison = (
+        pd.read_parquet(snakemake.input.comparison[0]) if snakemake.input.comparison else None
+    )
+    figures = [(Path(png).stem, Path(png), str(png)) for png in snakemake.input.figures]
+    text = landing_rst(comparison, figures)
+    with atomic_open(snakemake.output[0], "w", encoding="utf-8") as fh:
+        fh.write(text)
+    log.info(
+        "%d comparison rows, %d figures, %d characters",
+        0 if comparison is None else len(comparison),
+        len(figures),
+        len(text),
+    )
