@@ -223,6 +223,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     if traj:
         check_dataset_use(config, "trajectory", "tiny-fc", traj["dataset"], traj.get("num_classes"))
         for variant, over in (traj.get("variants") or {}).items():
+            if over is None:  # a variant switched off
+                continue
             check_dataset_use(
                 config,
                 f"trajectory.variants.{variant}",

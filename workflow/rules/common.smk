@@ -188,7 +188,6 @@ TRAJ_TRAIN_KEYS = (
     "dtype",
     "num_classes",
 )
-TRAJ_ANALYSIS_KEYS = ("n_lags", "max_lag_fraction", "low_frequency_cutoff", "n_permutations")
 
 
 wildcard_constraints:

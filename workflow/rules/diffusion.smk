@@ -66,13 +66,13 @@ rule diffusion_figure:
     input:
         lambda wildcards: diffusion_files(diffusion_figure_experiment(wildcards)),
     output:
-        pdf=report(
-            "results/figures/{fig}.pdf",
+        pdf="results/figures/{fig}.pdf",
+        png=report(
+            "results/figures/{fig}.png",
             caption="../report/diffusion_figure.rst",
             category="Diffusion matrix D(x)",
             subcategory="Figs. 1 and 2",
         ),
-        png="results/figures/{fig}.png",
     log:
         "logs/diffusion/{fig}.log",
     wildcard_constraints:

@@ -22,13 +22,13 @@ rule theory_fig4:
     input:
         critical="results/theory/critical_points.parquet",
     output:
-        pdf=report(
-            "results/figures/fig4{panel}.pdf",
+        pdf="results/figures/fig4{panel}.pdf",
+        png=report(
+            "results/figures/fig4{panel}.png",
             caption="../report/fig4.rst",
             category="Theory",
             subcategory="Fig. 4 (Example 19)",
         ),
-        png="results/figures/fig4{panel}.png",
     log:
         "logs/theory/fig4{panel}.log",
     wildcard_constraints:
@@ -67,27 +67,27 @@ rule theory_sde_figures:
         npz=[f"{p}.npz" for p in THEORY_SDE],
         tables=[f"{p}.parquet" for p in THEORY_SDE],
     output:
-        marginals=report(
-            "results/figures/sde_marginals.pdf",
+        marginals="results/figures/sde_marginals.pdf",
+        marginals_png=report(
+            "results/figures/sde_marginals.png",
             caption="../report/sde_marginals.rst",
             category="Theory",
             subcategory="SDE steady state",
         ),
-        marginals_png="results/figures/sde_marginals.png",
-        circulation=report(
-            "results/figures/sde_circulation.pdf",
+        circulation="results/figures/sde_circulation.pdf",
+        circulation_png=report(
+            "results/figures/sde_circulation.png",
             caption="../report/sde_circulation.rst",
             category="Theory",
             subcategory="SDE steady state",
         ),
-        circulation_png="results/figures/sde_circulation.png",
-        paths=report(
-            "results/figures/sde_paths.pdf",
+        paths="results/figures/sde_paths.pdf",
+        paths_png=report(
+            "results/figures/sde_paths.png",
             caption="../report/sde_paths.rst",
             category="Theory",
             subcategory="SDE steady state",
         ),
-        paths_png="results/figures/sde_paths.png",
     log:
         "logs/theory/sde_figures.log",
     conda:
@@ -119,20 +119,20 @@ rule theory_fokker_planck_figures:
     input:
         npz=[f"{p}.npz" for p in THEORY_FP],
     output:
-        free_energy=report(
-            "results/figures/free_energy.pdf",
+        free_energy="results/figures/free_energy.pdf",
+        free_energy_png=report(
+            "results/figures/free_energy.png",
             caption="../report/free_energy.rst",
             category="Theory",
             subcategory="Fokker-Planck free energy",
         ),
-        free_energy_png="results/figures/free_energy.png",
-        density=report(
-            "results/figures/fp_density.pdf",
+        density="results/figures/fp_density.pdf",
+        density_png=report(
+            "results/figures/fp_density.png",
             caption="../report/fp_density.rst",
             category="Theory",
             subcategory="Fokker-Planck free energy",
         ),
-        density_png="results/figures/fp_density.png",
     log:
         "logs/theory/fokker_planck_figures.log",
     conda:
@@ -164,13 +164,13 @@ rule theory_lemma20_figure:
     input:
         npz="results/theory/linearization.npz",
     output:
-        pdf=report(
-            "results/figures/lemma20.pdf",
+        pdf="results/figures/lemma20.pdf",
+        png=report(
+            "results/figures/lemma20.png",
             caption="../report/lemma20.rst",
             category="Theory",
             subcategory="Lemma 20",
         ),
-        png="results/figures/lemma20.png",
     log:
         "logs/theory/lemma20_figure.log",
     conda:
@@ -194,13 +194,13 @@ rule theory_temperature:
 
 rule theory_temperature_figure:
     output:
-        pdf=report(
-            "results/figures/temperature.pdf",
+        pdf="results/figures/temperature.pdf",
+        png=report(
+            "results/figures/temperature.png",
             caption="../report/temperature.rst",
             category="Theory",
             subcategory="Remarks 11 and 12",
         ),
-        png="results/figures/temperature.png",
     log:
         "logs/theory/temperature_figure.log",
     conda:

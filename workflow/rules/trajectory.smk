@@ -1,37 +1,30 @@
-# Stage: trajectory (Section IV-B, Fig. 3). tiny-fc trained for `epochs` epochs per seed with
-# the weights stored after every post-burn-in epoch (results/tinyfc-trajectory/seed{seed}/),
-# then per seed: FFT of the increments, autocorrelation, null models and permutation tests;
-# Figs. 3a-3c over all seeds and results/tables/trajectory.parquet.
+# Stage: trajectory (Section IV-B, Fig. 3). Per variant (TRAJ_VARIANTS: "stated" = the base
+# `trajectory:` keys, others = `trajectory.variants`) and seed, tiny-fc trained for `epochs`
+# epochs with the weights stored after every post-burn-in epoch in
+# results/trajectory/{variant}/seed{seed}/; then per run the FFT of the increments,
+# autocorrelation, null models and permutation tests; Figs. 3a-3c per variant (fig3a.pdf for
+# "stated", fig3a-{variant}.pdf for the others) and results/tables/trajectory.parquet.
 
 
 rule trajectory_train:
     input:
-        data=dataset_file(TRAJ["dataset"]),
+        data=traj_dataset,
     output:
-        weights=f"{TRAJ_DIR}/seed{{seed}}/weights.npy",
-        metrics=f"{TRAJ_DIR}/seed{{seed}}/metrics.parquet",
-        run=f"{TRAJ_DIR}/seed{{seed}}/run.json",
+        weights="results/trajectory/{variant}/seed{seed}/weights.npy",
+        metrics="results/trajectory/{variant}/seed{seed}/metrics.parquet",
+        run="results/trajectory/{variant}/seed{seed}/run.json",
     log:
-        "logs/trajectory/train_seed{seed}.log",
+        "logs/trajectory/{variant}/train_seed{seed}.log",
     benchmark:
-        "results/benchmarks/trajectory/train_seed{seed}.tsv"
+        "results/benchmarks/trajectory/{variant}/train_seed{seed}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
-    threads: TRAJ["threads"]
+    threads: lambda wildcards: TRAJ_VARIANTS[wildcards.variant]["threads"]
     resources:
-        gpu=TRAJ_GPUS,
+        gpu=traj_gpus,
     params:
-        epochs=TRAJ["epochs"],
-        burn_in=TRAJ["burn_in"],
-        batch_size=TRAJ["batch_size"],
-        lr_burn_in=TRAJ["lr_burn_in"],
-        lr=TRAJ["lr"],
-        momentum=TRAJ["momentum"],
-        nesterov=TRAJ["nesterov"],
-        chunk_epochs=TRAJ["chunk_epochs"],
-        train_subset=TRAJ["train_subset"],
-        engine=TRAJ["engine"],
-        dtype=TRAJ["dtype"],
+        settings=traj_settings(TRAJ_TRAIN_KEYS),
+        dataset=traj_setting("dataset"),
         device=device_name(),
     script:
         "../scripts/trajectory_train.py"
@@ -39,30 +32,30 @@ rule trajectory_train:
 
 rule trajectory_analyse:
     input:
-        weights=f"{TRAJ_DIR}/seed{{seed}}/weights.npy",
+        weights="results/trajectory/{variant}/seed{seed}/weights.npy",
     output:
-        f"{TRAJ_DIR}/seed{{seed}}/analysis.npz",
+        "results/trajectory/{variant}/seed{seed}/analysis.npz",
     log:
-        "logs/trajectory/analyse_seed{seed}.log",
+        "logs/trajectory/{variant}/analyse_seed{seed}.log",
     benchmark:
-        "results/benchmarks/trajectory/analyse_seed{seed}.tsv"
+        "results/benchmarks/trajectory/{variant}/analyse_seed{seed}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
     threads: 1
     params:
-        n_lags=TRAJ["n_lags"],
-        max_lag_fraction=TRAJ["max_lag_fraction"],
-        low_frequency_cutoff=TRAJ["low_frequency_cutoff"],
-        n_permutations=TRAJ["n_permutations"],
+        n_lags=traj_setting("n_lags"),
+        max_lag_fraction=traj_setting("max_lag_fraction"),
+        low_frequency_cutoff=traj_setting("low_frequency_cutoff"),
+        n_permutations=traj_setting("n_permutations"),
     script:
         "../scripts/trajectory_analyse.py"
 
 
 rule trajectory_table:
     input:
-        analyses=TRAJ_ANALYSES,
-        metrics=TRAJ_METRICS,
-        runs=TRAJ_RUNS,
+        analyses=traj_files("analysis.npz"),
+        metrics=traj_files("metrics.parquet"),
+        runs=traj_files("run.json"),
     output:
         "results/tables/trajectory.parquet",
     log:
@@ -70,52 +63,52 @@ rule trajectory_table:
     conda:
         "../../envs/sgdvi.yaml"
     params:
-        seeds=TRAJ_SEEDS,
+        variants={v: traj_seeds(v) for v in TRAJ_VARIANTS},
     script:
         "../scripts/trajectory_table.py"
 
 
 rule trajectory_fig3ab:
     input:
-        analyses=TRAJ_ANALYSES,
+        analyses=traj_fig_files("analysis.npz"),
     output:
-        pdf=report(
-            "results/figures/fig3{panel}.pdf",
+        pdf="results/figures/fig3{traj_fig}.pdf",
+        png=report(
+            "results/figures/fig3{traj_fig}.png",
             caption="../report/fig3ab.rst",
             category="Trajectory",
             subcategory="Fig. 3 (Section IV-B)",
         ),
-        png="results/figures/fig3{panel}.png",
     log:
-        "logs/trajectory/fig3{panel}.log",
+        "logs/trajectory/fig3{traj_fig}.log",
     wildcard_constraints:
-        panel="[ab]",
+        traj_fig=r"[ab](-(" + "|".join(TRAJ_VARIANTS) + "))?",
     conda:
         "../../envs/sgdvi.yaml"
     params:
-        seeds=TRAJ_SEEDS,
-        lr=TRAJ["lr"],
+        fig=traj_fig_params,
     script:
         "../scripts/trajectory_fig3ab.py"
 
 
 rule trajectory_fig3c:
     input:
-        metrics=TRAJ_METRICS,
+        metrics=traj_fig_files("metrics.parquet"),
     output:
-        pdf=report(
-            "results/figures/fig3c.pdf",
+        pdf="results/figures/fig3{traj_fig}.pdf",
+        png=report(
+            "results/figures/fig3{traj_fig}.png",
             caption="../report/fig3c.rst",
             category="Trajectory",
             subcategory="Fig. 3 (Section IV-B)",
         ),
-        png="results/figures/fig3c.png",
     log:
-        "logs/trajectory/fig3c.log",
+        "logs/trajectory/fig3{traj_fig}.log",
+    wildcard_constraints:
+        traj_fig=r"c(-(" + "|".join(TRAJ_VARIANTS) + "))?",
     conda:
         "../../envs/sgdvi.yaml"
     params:
-        seeds=TRAJ_SEEDS,
-        burn_in=TRAJ["burn_in"],
+        fig=traj_fig_params,
     script:
         "../scripts/trajectory_fig3c.py"

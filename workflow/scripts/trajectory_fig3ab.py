@@ -1,4 +1,5 @@
-"""Rule trajectory_fig3ab: Fig. 3a (FFT of increments) or 3b (autocorrelation), all seeds."""
+"""Rule trajectory_fig3ab: Fig. 3a (FFT of increments) or 3b (autocorrelation) of one variant,
+all its seeds."""
 
 from typing import TYPE_CHECKING
 
@@ -9,8 +10,9 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "trajectory_fig3ab") as log:
-    analyses = plot.load_analyses(snakemake.params.seeds, snakemake.input.analyses)
-    draw = plot.fig3a if snakemake.wildcards.panel == "a" else plot.fig3b
-    fig = draw(analyses, lr=snakemake.params.lr)
-    plot.save(fig, snakemake.output.pdf, snakemake.output.png)
-    log.info("wrote %s", snakemake.output.pdf)
+    fig = snakemake.params.fig
+    analyses = plot.load_analyses(fig["seeds"], snakemake.input.analyses)
+    draw = plot.fig3a if fig["panel"] == "a" else plot.fig3b
+    figure = draw(analyses, lr=fig["lr"])
+    plot.save(figure, snakemake.output.pdf, snakemake.output.png)
+    log.info("variant %s: wrote %s", fig["variant"], snakemake.output.pdf)

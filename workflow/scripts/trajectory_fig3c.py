@@ -1,4 +1,5 @@
-"""Rule trajectory_fig3c: normalised full-dataset gradient norm against epoch, all seeds."""
+"""Rule trajectory_fig3c: normalised full-dataset gradient norm against epoch, one variant,
+all its seeds."""
 
 from typing import TYPE_CHECKING
 
@@ -11,10 +12,11 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "trajectory_fig3c") as log:
+    fig = snakemake.params.fig
     metrics = {
         int(seed): pd.read_parquet(path)
-        for seed, path in zip(snakemake.params.seeds, snakemake.input.metrics, strict=True)
+        for seed, path in zip(fig["seeds"], snakemake.input.metrics, strict=True)
     }
-    fig = plot.fig3c(metrics, burn_in=snakemake.params.burn_in)
-    plot.save(fig, snakemake.output.pdf, snakemake.output.png)
-    log.info("wrote %s", snakemake.output.pdf)
+    figure = plot.fig3c(metrics, burn_in=fig["burn_in"])
+    plot.save(figure, snakemake.output.pdf, snakemake.output.png)
+    log.info("variant %s: wrote %s", fig["variant"], snakemake.output.pdf)

@@ -1,6 +1,11 @@
-"""Rule trajectory_table: per-seed statistics of the trajectories (beyond the paper)."""
+"""Rule trajectory_table: per-run statistics of the trajectories (beyond the paper), one row
+per (variant, seed); the first column names the variant."""
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from sgdvi.rulelog import rule_log
 from sgdvi.trajectory.plot import trajectory_table
@@ -9,11 +14,22 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "trajectory_table") as log:
-    table = trajectory_table(
-        snakemake.params.seeds,
-        snakemake.input.analyses,
-        snakemake.input.metrics,
-        snakemake.input.runs,
-    )
+    inputs = snakemake.input
+    tables, start = [], 0
+    for variant, seeds in snakemake.params.variants.items():
+        stop = start + len(seeds)
+        part = trajectory_table(
+            seeds,
+            inputs.analyses[start:stop],
+            inputs.metrics[start:stop],
+            inputs.runs[start:stop],
+        )
+        runs = [json.loads(Path(r).read_text()) for r in inputs.runs[start:stop]]
+        part.insert(0, "variant", variant)
+        part.insert(1, "dataset", [r.get("dataset") for r in runs])
+        part.insert(2, "num_classes", [r["num_classes"] for r in runs])
+        tables.append(part)
+        start = stop
+    table = pd.concat(tables, ignore_index=True)
     table.to_parquet(snakemake.output[0], index=False)
     log.info("\n%s", table.T.to_string())

@@ -1,6 +1,7 @@
-"""Rule trajectory_train: one seed's long SGD trajectory of tiny-fc (Section IV-B).
+"""Rule trajectory_train: one run (variant, seed) of tiny-fc's long SGD trajectory (Sec. IV-B).
 
-Resumes from the chunks of a killed run in results/tinyfc-trajectory/seed{seed}/chunks/.
+Resumes from the chunks of a killed run in results/trajectory/{variant}/seed{seed}/chunks/;
+stops with an error naming variant, seed and epoch if the run diverges.
 """
 
 import os
@@ -21,33 +22,25 @@ from sgdvi.trajectory.runner import TrajectorySettings, run_trajectory  # noqa: 
 
 with rule_log(snakemake.log[0], "trajectory_train") as log:
     p = snakemake.params
-    settings = TrajectorySettings(
-        seed=int(snakemake.wildcards.seed),
-        epochs=p.epochs,
-        burn_in=p.burn_in,
-        batch_size=p.batch_size,
-        lr_burn_in=p.lr_burn_in,
-        lr=p.lr,
-        momentum=p.momentum,
-        nesterov=p.nesterov,
-        chunk_epochs=p.chunk_epochs,
-        dtype=p.dtype,
-        engine=p.engine,
-    )
-    data = load_prepared(snakemake.input.data, train_subset=p.train_subset)
-    log.info("settings %s; %d training images", settings, len(data.y_train))
-    if p.engine == "torch":
+    s = dict(p.settings)
+    train_subset = s.pop("train_subset")
+    settings = TrajectorySettings(seed=int(snakemake.wildcards.seed), **s)
+    data = load_prepared(snakemake.input.data, train_subset=train_subset)
+    variant = snakemake.wildcards.variant
+    log.info("variant %s, dataset %s: %s; %d training images", variant, p.dataset, settings,
+             len(data.y_train))  # fmt: skip
+    if settings.engine == "torch":
         import torch
 
         torch.set_num_threads(snakemake.threads)
-    run_dir = Path(snakemake.output.weights).parent
     summary = run_trajectory(
         data.x_train.numpy(),
         data.y_train.numpy(),
         settings,
-        run_dir,
+        Path(snakemake.output.weights).parent,
         threads=snakemake.threads,
         device=p.device,
+        meta={"variant": variant, "dataset": p.dataset, "train_subset": train_subset},
     )
     log.info(
         "stored %d epochs x %d weights; %.1f s this session",
