@@ -108,13 +108,13 @@ rule irreversibility_figure:
         npz="results/theory/irreversibility.npz",
         current=IRR_CURRENT,
     output:
-        pdf=report(
-            "results/figures/irreversibility.pdf",
+        pdf="results/figures/irreversibility.pdf",
+        png=report(
+            "results/figures/irreversibility.png",
             caption="../report/irreversibility.rst",
             category="Probability current",
             subcategory="Area-enclosing rate (issue 13)",
         ),
-        png="results/figures/irreversibility.png",
     log:
         "logs/irreversibility/figure.log",
     conda:
