@@ -71,14 +71,7 @@ def fit_linear_sde(x: np.ndarray, dt: float = 1.0) -> LinearFit:
     semi-definite)."""
     x = np.asarray(x, dtype=float)
     x = x - x.mean(axis=0)
-    X0, X1 = x[:-1], x[1:]
-    B, *_ = np.linalg.lstsq(X0, X1, rcond=None)  # X1 = X0 B, i.e. A = B^T
-    A = B.T
-    res = X1 - X0 @ B
-    C = res.T @ res / (len(res) - x.shape[1])
-    F = _drift_from_transition(A, dt)
-    D = _diffusion_from_residuals(F, C, dt)
-    return _decompose(F, D)
+    return _fit_pairs(x[:-1], x[1:], dt)  # x_{k+1} = x_k B: A = B^T
 
 
 def _decompose(F: np.ndarray, D: np.ndarray) -> LinearFit:
@@ -132,9 +125,17 @@ def bootstrap_ratio(
 
 
 def _fit_pairs(X0: np.ndarray, X1: np.ndarray, dt: float) -> LinearFit:
+    try:
+        return _fit_pairs_unchecked(X0, X1, dt)
+    except (np.linalg.LinAlgError, ValueError):  # degenerate resample: no fit
+        nan = np.full((X0.shape[1],) * 2, np.nan)
+        return LinearFit(nan, nan, nan, nan)
+
+
+def _fit_pairs_unchecked(X0: np.ndarray, X1: np.ndarray, dt: float) -> LinearFit:
     B, *_ = np.linalg.lstsq(X0, X1, rcond=None)
     res = X1 - X0 @ B
-    C = res.T @ res / (len(res) - X0.shape[1])
+    C = res.T @ res / max(1, len(res) - X0.shape[1])
     F = _drift_from_transition(B.T, dt)
     return _decompose(F, _diffusion_from_residuals(F, C, dt))
 

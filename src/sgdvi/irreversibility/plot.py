@@ -38,8 +38,10 @@ def surrogate_panel(ax: plt.Axes, currents: list[dict], labels: list[str], key: 
         ax.vlines(x, lo, hi, color="grey", alpha=0.5, lw=3)
         ax.scatter(x, z[i, j], s=6, color=f"C{c}", label=lab, zorder=3)
     ax.axhline(0, color="k", lw=0.5)
-    name = "D(x) eigenvectors" if key == "diffusion" else "held-out PCs (2nd half)"
-    ax.set_title(f"z per pair, {name}; grey: surrogates", fontsize=9)
+    tag, name = (
+        ("(b)", "D(x) eigenvectors") if key == "diffusion" else ("(c)", "held-out PCs (2nd half)")
+    )
+    ax.set_title(f"{tag} z per pair, {name}; grey: surrogates", fontsize=9)
     ax.set_xlabel("pair (i < j)")
     ax.set_ylabel("z = $\\hat L_{ij}$ / s.e.")
     ax.legend(fontsize=6, markerscale=2)
@@ -60,18 +62,29 @@ def plane_panel(ax: plt.Axes, cur: dict, label: str) -> None:
     ax.scatter(y[:, i], y[:, j], c=np.arange(len(y)), s=1, cmap="viridis")
     L = cur[f"{key}_L"][i, j]
     sense = "counter-clockwise" if L > 0 else "clockwise"
-    cx, cy = y[:, i].mean(), y[:, j].mean()
-    r = 0.5 * min(np.ptp(y[:, i]), np.ptp(y[:, j])) / 2
-    ax.annotate(
-        "",
-        xy=(cx + r * np.cos(0.3), cy + np.sign(L) * r * np.sin(0.3)),
-        xytext=(cx + r, cy),
-        arrowprops=dict(arrowstyle="->", connectionstyle=f"arc3,rad={0.5 * np.sign(L)}", lw=2),
-    )
+    _rotation_arrow(ax, y[:, i], y[:, j], np.sign(L))
     name = "D(x) eigvec" if key == "diffusion" else "held-out PC"
     ax.set_xlabel(f"{name} {i + 1}")
     ax.set_ylabel(f"{name} {j + 1}")
-    ax.set_title(f"{label}: strongest pair, z = {cur[f'{key}_z'][i, j]:.1f} ({sense})", fontsize=9)
+    stationary = bool(cur[f"{key}_stationary"][i] and cur[f"{key}_stationary"][j])
+    note = "" if stationary else "; not stationary"
+    z = cur[f"{key}_z"][i, j]
+    ax.set_title(f"(d) {label}: strongest pair, z = {z:.1f}, {sense}{note}", fontsize=9)
+
+
+def _rotation_arrow(ax: plt.Axes, u: np.ndarray, v: np.ndarray, sign: float) -> None:
+    """A three-quarter circle around the path's centre, arrow head at its end, turning
+    counter-clockwise for ``sign > 0`` (the sense of ``L_ij = (1/2) <x_i dx_j - x_j dx_i>``)."""
+    theta = np.linspace(0.0, 1.5 * np.pi, 60) * (1.0 if sign >= 0 else -1.0)
+    cx, cy, rx, ry = u.mean(), v.mean(), 0.25 * np.ptp(u), 0.25 * np.ptp(v)
+    xs, ys = cx + rx * np.cos(theta), cy + ry * np.sin(theta)
+    ax.plot(xs, ys, color="k", lw=2)
+    ax.annotate(
+        "",
+        xy=(xs[-1], ys[-1]),
+        xytext=(xs[-4], ys[-4]),
+        arrowprops=dict(arrowstyle="-|>", color="k", lw=2, mutation_scale=20),
+    )
 
 
 def figure(table: pd.DataFrame, currents: list[dict], labels: list[str]) -> plt.Figure:

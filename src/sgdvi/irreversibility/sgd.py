@@ -198,14 +198,20 @@ def _walk(inc: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros((1, inc.shape[1])), np.cumsum(inc, axis=0, dtype=np.float64)])
 
 
+def _blocks(n_samples: int, n_blocks: int) -> int:
+    """``n_blocks``, or fewer for a very short path (at least 3 steps per block)."""
+    return max(2, min(n_blocks, (n_samples - 1) // 3))
+
+
 def _z(y: np.ndarray, n_blocks: int) -> np.ndarray:
-    return es.area_rate(y, 1.0, n_blocks).z
+    return es.area_rate(y, 1.0, _blocks(len(y), n_blocks)).z
 
 
 def _projection(name: str, y: np.ndarray, z_sur: np.ndarray, s: Settings) -> Projection:
-    area = es.area_rate(y, 1.0, s.n_blocks)
+    nb = _blocks(len(y), s.n_blocks)
+    area = es.area_rate(y, 1.0, nb)
     stat = es.stationarity(y, s.growth_max)
-    fit = l20.bootstrap_ratio(y, 1.0, s.n_boot, s.n_blocks, s.seed)
+    fit = l20.bootstrap_ratio(y, 1.0, s.n_boot, nb, s.seed)
     return Projection(name, y, area, stat, z_sur, fit)
 
 
