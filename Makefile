@@ -1,12 +1,12 @@
 # Two commands for a fresh machine (see README):
 #   make quick   set up .venv, then run the quick profile (offline, real MNIST) on 2 cores
-#   make test    set up .venv, then run the test suite
+#   make test    set up .venv, then run the test suite (make test-fast: without the slow tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: setup quick paper test lint report
+.PHONY: setup quick paper test test-fast lint report docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,11 @@ lint: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+# everything but the tests marked slow (the shared tiny workflow run, the browser, SLURM)
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+# regenerate docs/configuration.md from the schema (tests/test_config_reference.py checks it)
+docs: setup
+	$(BIN)/python -m sgdvi.config_reference > docs/configuration.md
