@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import pytest
 import yaml
 
 from sgdvi.data import load_prepared
@@ -15,20 +16,21 @@ from conftest import run_snakemake, snakemake_cmd
 TARGETS = ["results/data/mnist28.npz", "results/data/mnist7.npz", "results/data/mnist7-5class.npz"]
 
 
-def test_mnist_rules(tiny_workdir):
-    run_snakemake(tiny_workdir, "--cores", "2", *TARGETS)
-    cfg = yaml.safe_load((tiny_workdir / "config" / "tiny.yaml").read_text())
+@pytest.mark.slow
+def test_mnist_rules(tiny_built):
+    """The prepared datasets of the session's tiny run (read only)."""
+    cfg = yaml.safe_load((tiny_built / "config" / "tiny.yaml").read_text())
     raw = load_mnist(cfg["data"]["mnist"]["local_dir"])
     for name in ("download_mnist", "prepare_mnist28", "prepare_mnist7", "prepare_mnist7-5class"):
-        assert (tiny_workdir / "logs" / "data" / f"{name}.log").stat().st_size > 0
+        assert (tiny_built / "logs" / "data" / f"{name}.log").stat().st_size > 0
     assert (
         "obtained from source 'local'"
-        in (tiny_workdir / "logs" / "data" / "download_mnist.log").read_text()
+        in (tiny_built / "logs" / "data" / "download_mnist.log").read_text()
     )
 
-    m28 = load_prepared(tiny_workdir / TARGETS[0])  # tiny config: normalisation unit
+    m28 = load_prepared(tiny_built / TARGETS[0])  # tiny config: normalisation unit
     np.testing.assert_allclose(m28.x_train[:, 0].numpy(), raw["x_train"] / 255.0, rtol=1e-6)
-    m5 = load_prepared(tiny_workdir / TARGETS[2])
+    m5 = load_prepared(tiny_built / TARGETS[2])
     keep = raw["y_test"] < 5
     np.testing.assert_array_equal(m5.y_test.numpy(), raw["y_test"][keep])
     np.testing.assert_allclose(
@@ -37,7 +39,7 @@ def test_mnist_rules(tiny_workdir):
         rtol=1e-5,
         atol=1e-6,
     )
-    m7 = load_prepared(tiny_workdir / TARGETS[1])
+    m7 = load_prepared(tiny_built / TARGETS[1])
     assert m7.x_train.shape == (len(raw["y_train"]), 1, 7, 7)
 
 
