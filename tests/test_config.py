@@ -156,3 +156,17 @@ def test_authors_experiments_are_run_and_drawn(paper):
         == quick["experiments"]["fc-mnist7"]["epochs"]
     )
     assert paper["diffusion"]["figures"]["fig1b-authors"] == "fc-mnist7-authors"
+
+
+def test_training_gets_the_experiment_head_size(paper):
+    """The workflow hands train.py the experiment's settings with num_classes resolved
+    (common.smk's experiment()); TrainSettings builds the head from it, not from the name."""
+    from sgdvi.training import TrainSettings
+
+    exp = paper["experiments"]["fc-mnist7-authors"]
+    resolved = exp | {"num_classes": experiment_num_classes(paper, "fc-mnist7-authors")}
+    assert TrainSettings.from_config("fc-mnist7-authors", resolved).num_classes == 10
+    two = deep_update(paper, {"experiments": {"fc-mnist7-01": {"num_classes": None}}})
+    exp01 = two["experiments"]["fc-mnist7-01"]
+    resolved = exp01 | {"num_classes": experiment_num_classes(two, "fc-mnist7-01")}
+    assert TrainSettings.from_config("fc-mnist7-01", resolved).num_classes == 2
