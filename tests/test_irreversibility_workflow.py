@@ -17,7 +17,8 @@ from conftest import run_snakemake
 
 @pytest.mark.slow
 def test_irreversibility_rules(tiny_workdir: Path):
-    run_snakemake(tiny_workdir, "--cores", "2", "results/figures/irreversibility.pdf")
+    targets = ["results/figures/irreversibility.pdf", "results/tables/trajectory.parquet"]
+    run_snakemake(tiny_workdir, "--cores", "2", *targets)
     res = tiny_workdir / "results"
     val = pd.read_parquet(res / "theory" / "irreversibility.parquet")
     lambdas = yaml.safe_load((tiny_workdir / "config" / "config.yaml").read_text())["theory"][
@@ -37,3 +38,5 @@ def test_irreversibility_rules(tiny_workdir: Path):
     rows = trajectory_rows(tables)
     assert len(rows) == len(currents) and "current_verdict" in rows
     assert (res / "figures" / "irreversibility.png").stat().st_size > 10_000
+    traj = pd.read_parquet(res / "tables" / "trajectory.parquet")
+    assert traj.current_verdict.notna().all() and len(traj) == len(currents)

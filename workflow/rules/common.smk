@@ -334,3 +334,20 @@ def compare_targets():
         for t in ("paper_comparison", "fig1b_variants")
         for ext in ("parquet", "csv")
     ]
+
+
+# ---- probability current (workflow/rules/irreversibility.smk) ----------------------------------
+
+IRR = config["irreversibility"]
+#: current.npz of every trajectory run (every variant and seed) and its label in the figure
+IRR_CURRENT = traj_files("current.npz") if TRAJ["enabled"] else []
+IRR_LABELS = (
+    [f"{v} seed {s}" for v in TRAJ_VARIANTS for s in traj_seeds(v)]
+    if TRAJ["enabled"]
+    else []
+)
+
+
+def irreversibility_targets():
+    """The figure (PDF + PNG); the validation rows reach theory.parquet via theory_table."""
+    return [f"results/figures/irreversibility.{ext}" for ext in ("pdf", "png")]

@@ -56,6 +56,7 @@ rule trajectory_table:
         analyses=traj_files("analysis.npz"),
         metrics=traj_files("metrics.parquet"),
         runs=traj_files("run.json"),
+        currents=traj_files("current.parquet"),
     output:
         "results/tables/trajectory.parquet",
     log:

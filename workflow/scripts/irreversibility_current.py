@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 with rule_log(snakemake.log[0], "irreversibility_current") as log:
     p = snakemake.params.irr
     run = dict(snakemake.params.run)
+    run |= {"variant": snakemake.wildcards.variant, "seed": int(snakemake.wildcards.seed)}
     recorded = json.loads(open(snakemake.input.run).read())
     # run.json wins where it records the dataset settings (trajectory variants)
     for key in ("num_classes", "train_subset"):
