@@ -1,18 +1,11 @@
-// Injected at the end of a copy of the Snakemake HTML report by tests/test_report_browser.py and
-// run by headless Chromium (--dump-dom). It reads the page as a reader would: the landing page,
-// then every category -> subcategory -> result through the report's own navigation, showing
-// each result the way its "eye" button does, and writes what it saw as JSON into
-// <pre id="probe-result">.
+// Evaluated in the Snakemake HTML report by tests/test_report_browser.py (headless Chromium,
+// DevTools protocol): reads the page as a reader would (the landing page, then every category
+// -> subcategory -> result through the report's own navigation, showing each result the way
+// its "eye" button does) and resolves to what it saw, as a JSON string.
 (async () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const out = { landing: {}, results: {}, errors: [] };
   window.addEventListener("error", (ev) => out.errors.push(String(ev.message)));
-  const done = () => {
-    const pre = document.createElement("pre");
-    pre.id = "probe-result";
-    pre.textContent = JSON.stringify(out);
-    document.body.appendChild(pre);
-  };
   try {
     await sleep(200);
     // ---- landing page: the global description (workflow.rst)
@@ -55,27 +48,46 @@
       }
       return { width: im.naturalWidth, height: im.naturalHeight, ink: ink / (w * h) };
     };
+    // like a reader: back to the menu, click the category, click the subcategory (when there
+    // are several), find the result's row and click its "eye" button
+    const toMenu = async () => {
+      app.setView({ navbarMode: "menu", category: undefined, subcategory: undefined });
+      await sleep(100);
+    };
+    const click = async (label) => {
+      const link = Array.from(document.querySelectorAll("#app a")).find(
+        (a) => a.innerText.trim() === label
+      );
+      if (!link) return false;
+      link.click();
+      await sleep(100);
+      return true;
+    };
+    const openSubcategory = async (category, subcategory) => {
+      await toMenu();
+      if (!(await click(category))) return false;
+      if (Object.keys(categories[category]).length > 1) return await click(subcategory);
+      return true;
+    };
     for (const category of Object.keys(categories)) {
-      app.showCategory(category);
-      await sleep(50);
       for (const subcategory of Object.keys(categories[category])) {
-        app.setView({ navbarMode: "subcategory", category: category, subcategory: subcategory });
-        await sleep(50);
-        const menu = document.body.innerText;
         for (const path of categories[category][subcategory]) {
           const entry = results[path];
-          const rec = {
-            category: category,
-            subcategory: subcategory,
-            mime: entry.mime_type,
-            listed: menu.includes(entry.name) ||
-              Object.values(entry.labels || {}).some((v) => menu.includes(String(v))),
-          };
-          // what the result's eye button does
+          const rec = { category: category, subcategory: subcategory, mime: entry.mime_type };
+          rec.reached = await openSubcategory(category, subcategory);
+          const wanted = [path, entry.name, ...Object.values(entry.labels || {}).map(String)];
+          const row = Array.from(document.querySelectorAll("#app tr")).find((tr) => {
+            const cells = Array.from(tr.querySelectorAll("td")).map((td) => td.innerText.trim());
+            return cells.length > 1 && cells.slice(0, -1).every((c) => wanted.includes(c));
+          });
+          rec.listed = !!row;
+          const eye = row ? row.querySelector("td:last-child a") : null;
           if (entry.mime_type.startsWith("image/")) {
-            app.setView({ content: "img", contentPath: entry.data_uri, resultPath: path });
-            await sleep(50);
-            const shown = Array.from(document.querySelectorAll("img")).find(
+            if (eye) {
+              eye.click();
+              await sleep(100);
+            }
+            const shown = Array.from(document.querySelectorAll("#app img")).find(
               (im) => im.getAttribute("src") === entry.data_uri
             );
             rec.shown = !!shown;
@@ -83,6 +95,8 @@
             rec.shown_width = shown ? shown.naturalWidth : 0;
             Object.assign(rec, await inkOf(entry.data_uri));
           } else {
+            // tables: the eye button is a download link to the embedded file
+            rec.shown = !!eye && eye.getAttribute("href") === entry.data_uri;
             const body = await (await fetch(entry.data_uri)).text();
             rec.bytes = body.length;
             rec.lines = body.split("\n").filter((l) => l.trim()).length;
@@ -95,5 +109,5 @@
   } catch (err) {
     out.errors.push(String(err && err.stack ? err.stack : err));
   }
-  done();
-})();
+  return JSON.stringify(out);
+})()

@@ -131,8 +131,10 @@ def landing_rst(
     if figures:
         out += ["The figures behind these numbers (click one to open it):", ""]
         for name, png, target in figures:
+            uri = thumbnail_uri(png)
+            # docutils drops lines over 10,000 characters; an image URI may span lines
+            out += [".. figure::", *(f"   {uri[i : i + 76]}" for i in range(0, len(uri), 76))]
             out += [
-                f".. figure:: {thumbnail_uri(png)}",
                 "   :width: 100%",
                 f"   :alt: {name}",
                 f"   :target: {result_link(target)}",
