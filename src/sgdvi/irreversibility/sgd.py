@@ -124,6 +124,7 @@ class Projection:
     stat: es.Stationarity
     z_sur: np.ndarray  # (S, m, m) surrogate z-scores
     fit: l20.BootstrapRatio
+    tau: float = float("nan")  # largest integrated autocorrelation time of the coordinates
     extra: dict = field(default_factory=dict)
 
 
@@ -212,7 +213,8 @@ def _projection(name: str, y: np.ndarray, z_sur: np.ndarray, s: Settings) -> Pro
     area = es.area_rate(y, 1.0, nb)
     stat = es.stationarity(y, s.growth_max)
     fit = l20.bootstrap_ratio(y, 1.0, s.n_boot, nb, s.seed)
-    return Projection(name, y, area, stat, z_sur, fit)
+    tau = max(es.integrated_autocorrelation_time(y[:, k]) for k in range(y.shape[1]))
+    return Projection(name, y, area, stat, z_sur, fit, tau)
 
 
 def pair_table(p: Projection) -> pd.DataFrame:
@@ -235,6 +237,8 @@ def pair_table(p: Projection) -> pd.DataFrame:
             "stationary": p.stat.stationary[i] & p.stat.stationary[j],
             "growth_i": p.stat.growth[i],
             "growth_j": p.stat.growth[j],
+            "block_len": p.area.block_len,
+            "tau_max": p.tau,  # batch means need block_len >> tau (stationary coordinates)
         }
     )
 
