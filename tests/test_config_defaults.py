@@ -18,7 +18,7 @@ SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
-DEFAULTED = [k for k in schema_keys(SCHEMA) if "default" in k.schema]
+DEFAULTED = [k for k in schema_keys(SCHEMA) if k.has_default]
 
 
 def test_the_schema_has_defaults():
@@ -29,9 +29,9 @@ def test_the_schema_has_defaults():
 @pytest.mark.parametrize("key", DEFAULTED, ids=lambda k: k.dotted)
 def test_every_default_is_valid_and_not_required(key):
     node = {k: v for k, v in key.schema.items() if k != "default"}
-    jsonschema.Draft202012Validator({**node, "$defs": SCHEMA.get("$defs", {})}).validate(
-        key.schema["default"]
-    )
+    # local $refs resolve against a root that holds the schema's $defs and properties
+    root = {"$defs": SCHEMA["$defs"], "properties": SCHEMA["properties"], "allOf": [node]}
+    jsonschema.Draft202012Validator(root).validate(key.default)
     assert not key.required, f"{key.dotted} has a default, so it cannot be required"
 
 
@@ -73,8 +73,8 @@ def test_validate_fills_every_default_at_every_depth():
     for key in DEFAULTED:
         found = defaults_of(config, key)
         assert found, f"{key.dotted} was not filled in"
-        if not isinstance(key.schema["default"], dict):  # sections: their keys are checked
-            assert all(v == key.schema["default"] for v in found), (key.dotted, found)
+        if not isinstance(key.default, dict):  # sections: their keys are checked
+            assert all(v == key.default for v in found), (key.dotted, found)
     assert config["diffusion"]["lanczos"]["max_dim"] == 4096
     assert config["diffusion"]["plot"] == {"bins": 40, "cmap": "Blues"}
 
@@ -85,3 +85,12 @@ def test_a_given_value_wins_over_the_default():
     validate(config, str(SCHEMA_PATH))
     assert config["diffusion"]["lanczos"]["block_size"] == 8
     assert config["diffusion"]["lanczos"]["seed"] == 0
+
+
+def test_a_trajectory_variant_inherits_instead_of_taking_defaults():
+    """Variants list the keys they override (``$ref`` to the base keys, no ``default:`` of
+    their own): validation must not fill ``num_classes: null`` into one."""
+    config = copy.deepcopy(PAPER)
+    config["trajectory"]["variants"] = {"authors": {"lr": 0.1}}
+    validate(config, str(SCHEMA_PATH))
+    assert config["trajectory"]["variants"]["authors"] == {"lr": 0.1}

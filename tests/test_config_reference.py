@@ -27,9 +27,13 @@ def schema_paths(node: dict, path: tuple[str, ...] = ()) -> set[str]:
     Written independently of sgdvi.config_reference so that a key the generator skips is found.
     """
     if "$ref" in node:
-        name = node["$ref"].rsplit("/", 1)[1]
-        node = {**SCHEMA["$defs"][name], **{k: v for k, v in node.items() if k != "$ref"}}
+        target = SCHEMA
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     out = set()
+    for branch in node.get("anyOf", []) + node.get("oneOf", []) + node.get("allOf", []):
+        out |= schema_paths(branch, path)
     for name, child in node.get("properties", {}).items():
         out.add(".".join((*path, name)))
         out |= schema_paths(child, (*path, name))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,17 @@ class Key:
     path: tuple[str, ...]
     schema: Mapping[str, Any]
     required: bool
+    #: the node as written in its parent, before its own ``$ref`` is resolved: a ``default``
+    #: counts only here (validation fills a default only where the property states it)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.raw
+
+    @property
+    def default(self) -> Any:
+        return self.raw["default"]
 
     @property
     def dotted(self) -> str:
@@ -91,9 +102,9 @@ def schema_keys(schema: Mapping[str, Any]) -> Iterator[Key]:
 
     def walk(node: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[Key]:
         required = set(node.get("required", []))
-        for name, child in node.get("properties", {}).items():
-            child = resolve(child, schema)
-            yield Key((*path, name), child, name in required)
+        for name, raw in node.get("properties", {}).items():
+            child = resolve(raw, schema)
+            yield Key((*path, name), child, name in required, raw)
             yield from walk(child, (*path, name))
             items = resolve(child.get("items"), schema)
             if "properties" in items:
@@ -101,7 +112,7 @@ def schema_keys(schema: Mapping[str, Any]) -> Iterator[Key]:
         extra = node.get("additionalProperties")
         if isinstance(extra, Mapping):
             child = resolve(extra, schema)
-            yield Key((*path, NAME), child, False)
+            yield Key((*path, NAME), child, False, extra)
             yield from walk(child, (*path, NAME))
 
     yield from walk(resolve(schema, schema), ())
@@ -189,10 +200,10 @@ def _escape(text: str) -> str:
 
 
 def _row(key: Key, paper: Any, quick: Any, root: Mapping[str, Any]) -> str:
-    optional = not key.required and "default" not in key.schema
+    optional = not key.required and not key.has_default and key.path[-1] != NAME
     name = f"`{key.dotted}`" + (" (optional)" if optional else "")
     allowed = "section" if key.is_section else describe_type(key.schema, root)
-    default = _cell(key.schema["default"]) if "default" in key.schema else ""
+    default = _cell(key.default) if key.has_default else ""
     if key.is_section or key.is_map or NAME in key.path or any(ITEM in p for p in key.path):
         paper_cell = quick_cell = ""  # values are per entry: in the table of shipped entries
     else:
@@ -277,16 +288,16 @@ def _entries_table(key: Key, schema: Mapping[str, Any], paper: Any, quick: Any) 
         "| key | " + " | ".join(f"`{n}`" for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for field in fields:
+    for key_name in fields:
         cells = []
         for n in names:
-            has, value = _lookup(paper, (*key.path, n, field))
-            has_q, value_q = _lookup(quick, (*key.path, n, field))
+            has, value = _lookup(paper, (*key.path, n, key_name))
+            has_q, value_q = _lookup(quick, (*key.path, n, key_name))
             cell = _cell(value, missing=not has, limit=40)
             if has_q and (not has or value_q != value):
                 cell += f" → {_cell(value_q, limit=40)}"
             cells.append(cell)
-        lines.append(f"| `{field}` | " + " | ".join(_escape(c) for c in cells) + " |")
+        lines.append(f"| `{key_name}` | " + " | ".join(_escape(c) for c in cells) + " |")
     lines.append("")
     return lines
 
