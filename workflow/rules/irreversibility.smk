@@ -40,6 +40,10 @@ rule irreversibility_current:
     conda:
         "../../envs/sgdvi.yaml"
     threads: 1
+    resources:
+        # paper scale (99,000 x 917 weights, 100 surrogates): ~4 GB peak, ~2 min on 2 busy cores
+        mem_mb=6000,
+        runtime=30,
     params:
         irr=IRR,
         run=traj_settings(("dataset", "num_classes", "train_subset")),
