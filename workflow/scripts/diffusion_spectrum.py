@@ -71,7 +71,7 @@ with rule_log(
         eps=cfg["eps"],
         solver=cfg["solver"],
         chunk_size=chunk_size,
-        dense_max_d=cfg.get("dense_max_d", 2000),
+        dense_max_d=cfg.get("dense_max_d", 4000),
         block_size=lanczos.get("block_size", 64),
         krylov_tol=lanczos.get("krylov_tol", 1e-3),
         eig_tol=lanczos.get("eig_tol", 1e-7),
@@ -83,14 +83,17 @@ with rule_log(
     )
     sp = result.spectrum
     log.info(
-        "solver %s: lambda_max %.6g, threshold %.6g, rank %d of %d (%.3g%%), trace %.6g, "
-        "|grad f| %.4g, %d negative (most %.3g), error bound %.2e; %.1f s (gradients %.1f s)",
+        "solver %s: lambda_max %.6g, threshold %.6g, rank %d of %d (%.3g%%; check %s: %d), "
+        "trace %.6g, |grad f| %.4g, %d negative (most %.3g), error bound %.2e; %.1f s "
+        "(gradients %.1f s, moment %.1f s, eigensolver %.1f s)",
         sp.solver,
         sp.lambda_max,
         sp.threshold,
         sp.rank,
         result.d,
         100 * sp.rank / result.d,
+        sp.rank_check,
+        sp.rank_check_count,
         result.trace,
         result.grad_norm,
         sp.n_negative,
@@ -98,6 +101,8 @@ with rule_log(
         sp.max_rel_error_bound,
         result.seconds,
         result.seconds_gradients,
+        result.seconds_moment,
+        result.seconds_eigen,
     )
     save_result(
         snakemake.output[0],

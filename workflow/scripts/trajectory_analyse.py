@@ -1,10 +1,10 @@
 """Rule trajectory_analyse: Fig. 3a/3b curves, null models and permutation tests of one seed."""
 
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sgdvi.atomic import atomic_path
 from sgdvi.rulelog import rule_log
 from sgdvi.trajectory.analysis import analyse_trajectory
 
@@ -26,7 +26,5 @@ with rule_log(snakemake.log[0], "trajectory_analyse") as log:
     for key, value in result.items():
         if np.ndim(value) == 0:
             log.info("%s = %s", key, value)
-    out = snakemake.output[0]
-    tmp = out + ".tmp.npz"
-    np.savez(tmp, **{k: np.asarray(v) for k, v in result.items()})
-    os.replace(tmp, out)
+    with atomic_path(snakemake.output[0]) as tmp:  # no debris on ENOSPC or any failure
+        np.savez(tmp, **{k: np.asarray(v) for k, v in result.items()})

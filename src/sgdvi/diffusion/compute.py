@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from sgdvi.atomic import atomic_path
 from sgdvi.diffusion.eigen import (
     GradientOperator,
     NotConverged,
+    RankCheckFailed,
     Spectrum,
+    certify_rank,
     choose_solver,
     dense_spectrum,
     fast_spectrum,
@@ -34,7 +37,6 @@ from sgdvi.diffusion.moments import (
     CentredMoment,
     Formula,
     centre_in_place,
-    diffusion_from_centred,
     exact_mean,
     formula_scale,
     squared_frobenius,
@@ -64,7 +66,12 @@ def full_precision() -> Iterator[None]:
 
 @dataclass
 class DiffusionResult:
-    """The spectrum of D at one point x and the scalars stored beside it."""
+    """The spectrum of D at one point x and the scalars stored beside it.
+
+    Times: ``seconds_gradients`` the per-example gradients, ``seconds_moment`` the full
+    gradient and D (dense: the float64 scatter, accumulated chunk by chunk) or the centring
+    (fast), ``seconds_eigen`` the eigensolver and the rank check.
+    """
 
     spectrum: Spectrum
     n: int
@@ -75,6 +82,72 @@ class DiffusionResult:
     seconds: float
     seconds_gradients: float
     seconds_eigen: float
+    seconds_moment: float = 0.0
+
+
+@dataclass
+class _Run:
+    """What one solver path returns to :func:`diffusion_spectrum`."""
+
+    spectrum: Spectrum
+    trace: float
+    grad_norm: float
+    seconds_gradients: float
+    seconds_moment: float
+    seconds_eigen: float
+
+
+def _dense_run(model, x, y, formula, eps, chunk_size, transform, generator, progress) -> _Run:
+    """Gradient chunks streamed into a float64 d x d scatter, then all eigenvalues of D.
+
+    Peak memory: D (``8 d^2`` bytes) and one chunk; no ``N x d`` matrix.
+    """
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    moment = CentredMoment(d, device=next(model.parameters()).device)
+    t_moment, t0 = 0.0, time.perf_counter()
+    for start, chunk in iter_gradient_chunks(model, x, y, chunk_size, transform, generator):
+        t = time.perf_counter()
+        moment.update(chunk)
+        t_moment += time.perf_counter() - t
+        if progress is not None:
+            progress(start + len(chunk), len(x))
+    t_grad = time.perf_counter() - t0 - t_moment
+    grad_norm = float(moment.mean.norm())
+    D = moment.diffusion(formula)
+    del moment
+    trace = float(D.diagonal().sum())
+    t = time.perf_counter()
+    spectrum = dense_spectrum(D, eps)
+    del D
+    return _Run(spectrum, trace, grad_norm, t_grad, t_moment, time.perf_counter() - t)
+
+
+def _fast_run(model, x, y, formula, eps, chunk_size, transform, generator, progress, lanczos):
+    """Stored float32 gradients, centred, block Lanczos, and the rank check when cheap.
+
+    On :class:`NotConverged` or :class:`RankCheckFailed` the gradients are released before
+    the exception leaves (no traceback keeps them), so a dense fallback does not hold both
+    the ``N x d`` gradients and the ``d x d`` D (issue 10, item 9).
+    """
+    t0 = time.perf_counter()
+    g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
+    t1 = time.perf_counter()
+    mean = exact_mean(g)
+    grad_norm = float(mean.norm())
+    centre_in_place(g, mean)
+    scale = formula_scale(formula, len(x))
+    trace = squared_frobenius(g) * scale
+    t2 = time.perf_counter()
+    failure = None
+    try:
+        spectrum = fast_spectrum(GradientOperator(g, scale), eps=eps, **lanczos)
+        certify_rank(spectrum, g, scale)
+    except (NotConverged, RankCheckFailed) as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    del g
+    if failure is not None:
+        raise NotConverged(failure)  # raised outside the handler: no reference to g survives
+    return _Run(spectrum, trace, grad_norm, t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
 def diffusion_spectrum(
@@ -86,7 +159,7 @@ def diffusion_spectrum(
     eps: str = "float32",
     solver: str = "auto",
     chunk_size: int = 1000,
-    dense_max_d: int = 2000,
+    dense_max_d: int = 4000,
     block_size: int = 64,
     krylov_tol: float = 1e-3,
     eig_tol: float = 1e-7,
@@ -100,65 +173,57 @@ def diffusion_spectrum(
 
     ``solver``: ``dense`` streams gradient chunks into a float64 d x d moment and calls the
     symmetric eigensolver; ``fast`` stores the ``N x d`` float32 gradients, centres them with
-    the exact float64 mean and runs block Lanczos; ``auto`` picks dense for
-    ``d <= dense_max_d`` and otherwise fast, falling back to dense if Lanczos does not converge
-    within ``max_krylov_dim``.
+    the exact float64 mean and runs block Lanczos (rank certified by the Gram matrix's
+    inertia when that is cheaper); ``auto`` picks dense for ``d <= dense_max_d`` and
+    otherwise fast, falling back to dense (gradients recomputed with the same augmentation
+    draws, after the stored ones are freed) if Lanczos does not converge within
+    ``max_krylov_dim`` or the rank check disagrees.
     """
     t0 = time.perf_counter()
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n = len(x)
-    device = next(model.parameters()).device
     chosen = choose_solver(solver, d, dense_max_d, eps)
-    log.info("D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", n, d, formula, chosen, solver)
+    log.info(
+        "D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", len(x), d, formula, chosen, solver
+    )
+    gen_state = generator.get_state() if generator is not None else None
+    args = (model, x, y, formula, eps, chunk_size, transform, generator, progress)
+    lanczos = {
+        "block_size": block_size,
+        "krylov_tol": krylov_tol,
+        "eig_tol": eig_tol,
+        "max_dim": max_krylov_dim,
+        "seed": seed,
+    }
     with full_precision():
-        if chosen == "dense":
-            moment = CentredMoment(d, device=device)
-            for start, chunk in iter_gradient_chunks(model, x, y, chunk_size, transform, generator):
-                moment.update(chunk)
-                if progress is not None:
-                    progress(start + len(chunk), n)
-            grad_norm = float(moment.mean.norm())
-            t_grad = time.perf_counter()
-            D = moment.diffusion(formula)
-            del moment
-            trace = float(D.diagonal().sum())
-            spectrum = dense_spectrum(D, eps)
-            del D
-        else:
-            g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
-            mean = exact_mean(g)
-            grad_norm = float(mean.norm())
-            centre_in_place(g, mean)
-            t_grad = time.perf_counter()
-            scale = formula_scale(formula, n)
-            trace = squared_frobenius(g) * scale
+        run = None
+        if chosen == "fast":
             try:
-                spectrum = fast_spectrum(
-                    GradientOperator(g, scale),
-                    eps=eps,
-                    block_size=block_size,
-                    krylov_tol=krylov_tol,
-                    eig_tol=eig_tol,
-                    max_dim=max_krylov_dim,
-                    seed=seed,
-                )
+                run = _fast_run(*args, lanczos)
             except NotConverged as exc:
                 if solver != "auto":
                     raise
                 log.warning("%s; falling back to the dense solver", exc)
-                spectrum = dense_spectrum(diffusion_from_centred(g, formula), eps)
-            del g
-    t1 = time.perf_counter()
+                if generator is not None:
+                    generator.set_state(gen_state)
+        if run is None:
+            run = _dense_run(*args)
+    sp = run.spectrum
+    log.info(
+        "D(x): rank %d (check %s: %d); gradients %.1f s, moment %.1f s, eigensolver %.1f s",
+        sp.rank, sp.rank_check, sp.rank_check_count,
+        run.seconds_gradients, run.seconds_moment, run.seconds_eigen,
+    )  # fmt: skip
     return DiffusionResult(
-        spectrum=spectrum,
-        n=n,
+        spectrum=sp,
+        n=len(x),
         d=d,
         formula=formula,
-        trace=trace,
-        grad_norm=grad_norm,
-        seconds=t1 - t0,
-        seconds_gradients=t_grad - t0,
-        seconds_eigen=t1 - t_grad,
+        trace=run.trace,
+        grad_norm=run.grad_norm,
+        seconds=time.perf_counter() - t0,
+        seconds_gradients=run.seconds_gradients,
+        seconds_eigen=run.seconds_eigen,
+        seconds_moment=run.seconds_moment,
     )
 
 
@@ -185,6 +250,10 @@ _SCALARS = (
     "seconds_gradients",
     "seconds_eigen",
 )
+
+
+#: fields added later (issue 10/12): saved always, optional when reading older files
+_OPTIONAL = ("rank_check", "rank_check_count", "seconds_moment")
 
 
 def save_result(path: str | Path, result: DiffusionResult, **meta: Any) -> None:
@@ -217,16 +286,16 @@ def save_result(path: str | Path, result: DiffusionResult, **meta: Any) -> None:
         "seconds": result.seconds,
         "seconds_gradients": result.seconds_gradients,
         "seconds_eigen": result.seconds_eigen,
+        "seconds_moment": result.seconds_moment,
+        "rank_check": sp.rank_check,
+        "rank_check_count": sp.rank_check_count,
     }
     clash = set(meta) & set(fields)
     if clash:
         raise ValueError(f"meta keys {sorted(clash)} would overwrite computed fields")
     fields.update({k: ("" if v is None else v) for k, v in meta.items()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in fields.items()})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # no debris on ENOSPC or any other failure
+        np.savez(tmp, **{k: np.asarray(v) for k, v in fields.items()})
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

@@ -98,6 +98,11 @@ class Spectrum:
     max_rel_error_bound: float = math.nan
     krylov_dim: int = 0
     operator_passes: int = 0
+    #: how the rank was certified (:func:`certify_rank`): "dense" (all d eigenvalues of D),
+    #: "gram-ldl" (Sylvester inertia of the N x N Gram matrix minus the threshold) or "none"
+    rank_check: str = "none"
+    #: the number of eigenvalues above the threshold that the check found (-1: no check)
+    rank_check_count: int = -1
 
     def __post_init__(self) -> None:
         self.eigenvalues = np.sort(np.asarray(self.eigenvalues, dtype=np.float64))[::-1].copy()
@@ -138,7 +143,90 @@ def dense_spectrum(D: torch.Tensor | np.ndarray, eps: EpsName | float = "float32
         w = scipy.linalg.eigh(
             a, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evd"
         )
-    return Spectrum(w, d=len(w), eps=eps_value(eps), solver="dense", complete=True)
+    sp = Spectrum(w, d=len(w), eps=eps_value(eps), solver="dense", complete=True)
+    sp.rank_check, sp.rank_check_count = "dense", sp.rank  # every eigenvalue was computed
+    return sp
+
+
+# --------------------------------------------------------------------------- certified rank
+
+
+class RankCheckFailed(RuntimeError):
+    """A certified count of the eigenvalues above the threshold disagrees with the solver."""
+
+
+def inertia_above(a: np.ndarray, tau: float) -> int:
+    """Number of eigenvalues of the symmetric ``a`` above ``tau``, by Sylvester's law of inertia.
+
+    ``a - tau I = L B L^T`` (Bunch-Kaufman LDL^T, :func:`scipy.linalg.ldl`, backward stable;
+    ``B`` block diagonal with 1x1 and 2x2 blocks) has as many positive eigenvalues as ``B``: a
+    count that cannot miss an eigenvalue, whatever its eigenvector (unlike a Krylov method).
+    ``a`` is not modified. Cost ``d^3 / 3``.
+    """
+    import scipy.linalg
+
+    m = np.array(a, dtype=np.float64, copy=True)
+    m[np.diag_indices_from(m)] -= tau
+    _, b, _ = scipy.linalg.ldl(m, lower=True, overwrite_a=True, check_finite=False)
+    del m
+    count, i, k = 0, 0, b.shape[0]
+    while i < k:
+        if i + 1 < k and b[i + 1, i] != 0.0:  # 2x2 block: eigenvalues from trace and det
+            blk = b[i : i + 2, i : i + 2]
+            count += int((np.linalg.eigvalsh(blk) > 0).sum())
+            i += 2
+        else:
+            count += int(b[i, i] > 0)
+            i += 1
+    return count
+
+
+def gram_matrix(g: torch.Tensor, scale: float, chunk_cols: int = 2048) -> np.ndarray:
+    """``scale * G G^T`` (N x N, float64, accumulated over column chunks of the stored G).
+
+    Its non-zero eigenvalues are those of ``D = scale * G^T G`` (the same singular values of
+    G), so for N < d it certifies D's rank at ``N^2 d`` cost instead of ``N d^2``.
+    """
+    n = g.shape[0]
+    out = torch.zeros((n, n), dtype=torch.float64)
+    for j in range(0, g.shape[1], chunk_cols):
+        block = g[:, j : j + chunk_cols].to(device="cpu", dtype=torch.float64)
+        out.addmm_(block, block.T)
+    return out.mul_(scale).numpy()
+
+
+def certify_rank(
+    spectrum: Spectrum,
+    g: torch.Tensor,
+    scale: float,
+    rel: float = 1e-6,
+    max_cost_ratio: float | None = 1.0,
+) -> None:
+    """Check the fast solver's rank with the inertia of the Gram matrix (when N < d).
+
+    Sets ``spectrum.rank_check`` / ``rank_check_count``; raises :class:`RankCheckFailed` if the
+    certified count differs from the rank and no computed eigenvalue lies within ``rel`` of
+    the threshold (where float64 rounding may legitimately move it across). Runs only when
+    it costs at most ``max_cost_ratio`` times the fast solver (``N^2 d + N^3/3`` against
+    about ``2 N d`` flops per Krylov and refinement vector; ``None``: always when N < d); else
+    ``rank_check`` stays "none" (for N >= d the check would need D itself, ``N d^2``).
+    """
+    n, d = g.shape
+    if n >= d:
+        return
+    solver_cost = 2.0 * n * d * (spectrum.krylov_dim + 2 * len(spectrum.eigenvalues))
+    if max_cost_ratio is not None and n * n * d + n**3 / 3 > max_cost_ratio * solver_cost:
+        log.info("rank check skipped: the Gram matrix (N = %d) costs more than the solver", n)
+        return
+    count = inertia_above(gram_matrix(g, scale), spectrum.threshold)
+    spectrum.rank_check, spectrum.rank_check_count = "gram-ldl", count
+    if count != spectrum.rank:
+        near = np.abs(spectrum.eigenvalues - spectrum.threshold) <= rel * spectrum.threshold
+        if not near.any():
+            raise RankCheckFailed(
+                f"the fast solver found {spectrum.rank} eigenvalues above the threshold "
+                f"{spectrum.threshold:.6g}; the inertia of the Gram matrix says {count}"
+            )
 
 
 # --------------------------------------------------------------------------- fast path
