@@ -82,6 +82,21 @@ def report_targets():
     return ["results/tables/benchmarks.tsv", "results/report/landing.rst"]
 
 
+# The landing page of the report (made by report_landing in report.smk): the comparison
+# with the paper and thumbnails of the figures that carry it (every Fig. 1 and Fig. 3 panel).
+LANDING_FIGURE = re.compile(r"results/figures/fig[13][a-z](-[A-Za-z0-9_-]+)?\.png")
+
+
+def landing_figures():
+    """PNGs of every Fig. 1 and Fig. 3 panel this run makes (the report's figure entries)."""
+    return [t for t in all_targets() if LANDING_FIGURE.fullmatch(t)]
+
+
+def landing_comparison():
+    table = "results/tables/paper_comparison.parquet"
+    return [table] if table in all_targets() else []
+
+
 def all_targets():
     targets = []
     targets += train_targets()

@@ -26,19 +26,6 @@ rule benchmark_summary:
 
 # The report's landing page (workflow/report/workflow.rst includes this file): the comparison
 # with the paper as a compact table, then thumbnails of the figures that carry it (Figs. 1, 3).
-LANDING_FIGURE = re.compile(r"results/figures/fig[13][a-z](-[A-Za-z0-9_-]+)?\.png")
-
-
-def landing_figures():
-    """PNGs of every Fig. 1 and Fig. 3 panel this run makes (their PDFs are the report's)."""
-    return [t for t in all_targets() if LANDING_FIGURE.fullmatch(t)]
-
-
-def landing_comparison():
-    table = "results/tables/paper_comparison.parquet"
-    return [table] if table in all_targets() else []
-
-
 rule report_landing:
     input:
         comparison=landing_comparison(),
