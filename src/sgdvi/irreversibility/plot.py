@@ -36,12 +36,25 @@ def surrogate_panel(ax: plt.Axes, currents: list[dict], labels: list[str], key: 
         lo, hi = np.quantile(zs[:, i, j], [0.025, 0.975], axis=0)
         x = np.arange(len(i)) + 0.15 * c
         ax.vlines(x, lo, hi, color="grey", alpha=0.5, lw=3)
-        ax.scatter(x, z[i, j], s=6, color=f"C{c}", label=lab, zorder=3)
+        ok = cur[f"{key}_stationary"][i] & cur[f"{key}_stationary"][j]
+        ax.scatter(
+            x[ok], z[i, j][ok], s=8, color=f"C{c}", label=lab if ok.any() else None, zorder=3
+        )
+        ax.scatter(
+            x[~ok],
+            z[i, j][~ok],
+            s=8,
+            facecolors="none",
+            edgecolors=f"C{c}",
+            zorder=3,
+            label=None if ok.any() else lab,
+            lw=0.6,
+        )
     ax.axhline(0, color="k", lw=0.5)
     tag, name = (
         ("(b)", "D(x) eigenvectors") if key == "diffusion" else ("(c)", "held-out PCs (2nd half)")
     )
-    ax.set_title(f"{tag} z per pair, {name}; grey: surrogates", fontsize=9)
+    ax.set_title(f"{tag} z per pair, {name}; grey: surrogates; open: not stationary", fontsize=9)
     ax.set_xlabel("pair (i < j)")
     ax.set_ylabel("z = $\\hat L_{ij}$ / s.e.")
     ax.legend(fontsize=6, markerscale=2)
