@@ -41,6 +41,20 @@ the softmax loops vectorise too. All kernels use ``error_model="numpy"`` (no zer
 checks, which would keep divisions out of vectorised loops). Measured per epoch on 30,596
 examples (2-core Xeon, float32): gather 0.5 ms, the two BLAS products 0.7 ms, the rest of a
 training epoch ~1 ms; the full pass ~2 ms (``benchmarks/bench_trajectory.py``).
+
+Each device below was kept because ``benchmarks/bench_trajectory.py --alternatives`` (the same
+kernels recompiled without it, side by side in one run, 2 loaded cores) showed it matters:
+without ``fastmath`` an epoch + full pass takes 1.6-1.8x as long, with ``math.ldexp`` instead
+of the bit-cast ``2**n`` (:func:`_pow2`) 1.8-2.1x, with libm's ``exp`` instead of the
+polynomial 1.1-1.25x. ``fastmath`` lets LLVM assume that no value is NaN or infinite, so
+nothing here tests for them: :mod:`sgdvi.trajectory.runner` checks every chunk in numpy.
+The former log-of-products (one libm ``log`` per 64 examples) is gone: the kernels return each
+example's loss in two parts and numpy sums them (``_loss_sum``, ~50 us per pass), because the
+in-kernel sums differed in the last bit between a fresh compile and numba's cache.
+
+Classes: the kernels are unrolled over :data:`MAX_CLASSES` = 5 outputs (the stated setting,
+whose compiled arithmetic, and so its trajectories, are unchanged); a head with fewer classes
+(the authors' run: 4) is padded inside :class:`FastTrainer`.
 """
 
 from __future__ import annotations
@@ -400,6 +414,9 @@ def _forward_backward(
     return n_err
 
 
+# _forward_backward, _train_epoch and _full_pass are longer than ~60 lines by their argument
+# lists (numba kernels take every buffer explicitly) and because each loop nest is kept as
+# one simple loop that LLVM vectorises; the mathematics is in the module docstring.
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 def _train_epoch(
     x,
@@ -570,6 +587,9 @@ class FastTrainer:
     exact zero (zero row), and their own gradient is set to zero, so they never move. The
     results are those of tiny-fc with ``num_classes`` outputs (tested against the plain
     PyTorch loop with 4 classes); the weights seen from outside have d of that network.
+
+    ``kernels``: (epoch kernel, full-pass kernel) compiled with other options, for
+    ``benchmarks/bench_trajectory.py``; default this module's.
     """
 
     def __init__(
@@ -582,6 +602,7 @@ class FastTrainer:
         nesterov: bool,
         dtype: str | np.dtype = "float64",
         num_classes: int = MAX_CLASSES,
+        kernels: tuple | None = None,
     ) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -591,6 +612,9 @@ class FastTrainer:
                 f"the fast trainer handles 2..{MAX_CLASSES} classes, got {num_classes}"
             )
         self.net = TinyFC(num_classes)
+        #: (epoch kernel, full-pass kernel): this module's, or compiled alternatives of them
+        #: (``benchmarks/bench_trajectory.py`` times other compiler options side by side)
+        self._kernels = (_train_epoch, _full_pass) if kernels is None else kernels
         x = np.asarray(x).reshape(len(x), -1)
         if x.shape[1] != N_IN:
             raise ValueError(f"tiny-fc needs 7x7 = 49 inputs per example, got {x.shape[1]}")
@@ -620,6 +644,10 @@ class FastTrainer:
         xc = x64 - self._xbar
         self._cov = (xc.T @ xc) / self.n
         self._consts = exp_constants(self.dtype)
+        self._allocate_buffers()
+
+    def _allocate_buffers(self) -> None:
+        """Scratch of the kernels, allocated once."""
         self._xb = np.zeros((self.batch_size, N_IN), self.dtype)
         self._yb = np.zeros(self.batch_size, np.int64)
         # separate gradients and scratch for mini-batches and for the full-dataset pass, so
@@ -674,7 +702,7 @@ class FastTrainer:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.shape != (self.n,):
             raise ValueError(f"order must be a permutation of {self.n} indices")
-        err_sum, n_batches = _train_epoch(
+        err_sum, n_batches = self._kernels[0](
             self.x,
             self.y,
             order,
@@ -712,7 +740,7 @@ class FastTrainer:
         copy (the kernels release the GIL), which lets a run overlap the two.
         """
         p = self._p if params is None else self._padded(params, PAD_BIAS)
-        n_err = _full_pass(
+        n_err = self._kernels[1](
             self.x,
             self.y,
             self._xbar,

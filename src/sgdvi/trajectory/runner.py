@@ -187,6 +187,23 @@ def _log_progress(where, settings, e1, done_epochs, t_start, metrics, d) -> None
     )
 
 
+def _summary(settings: TrajectorySettings, net: TinyFC, n: int, digest: str, n_stored: int):
+    """The run's settings and the layout of its files (``run.json``)."""
+    return {
+        "settings": asdict(settings),
+        "n_train": n,
+        "data_sha1_16": digest,
+        "num_classes": settings.num_classes,
+        "d": net.d,
+        "n_stored": n_stored,
+        "first_stored_epoch": settings.burn_in + 1,
+        "weights": "weights.npy: (n_stored, d) float32, row k = weights after epoch "
+        "first_stored_epoch + k, columns in model.parameters() order (see weight_names)",
+        "grad_norm": "full training set, BN in train mode with full-batch statistics",
+        "weight_names": net.weight_names(),
+    }
+
+
 def _write_summary(run_dir: Path, summary: dict) -> None:
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
@@ -249,22 +266,8 @@ def run_trajectory(
             pool.shutdown()
     wall = time.perf_counter() - t_start
     n_stored, _ = assemble(store, n_chunks, run_dir / "weights.npy", run_dir / "metrics.parquet")
-    summary = meta | {
-        "settings": asdict(settings),
-        "n_train": len(y),
-        "data_sha1_16": key["data"],
-        "num_classes": settings.num_classes,
-        "d": net.d,
-        "n_stored": n_stored,
-        "first_stored_epoch": settings.burn_in + 1,
-        "resumed_after_chunks": done,
-        "wall_seconds_this_session": wall,
-        "threads": threads,
-        "weights": "weights.npy: (n_stored, d) float32, row k = weights after epoch "
-        "first_stored_epoch + k, columns in model.parameters() order (see weight_names)",
-        "grad_norm": "full training set, BN in train mode with full-batch statistics",
-        "weight_names": net.weight_names(),
-    }
+    summary = meta | _summary(settings, net, len(y), key["data"], n_stored)
+    summary |= {"resumed_after_chunks": done, "wall_seconds_this_session": wall, "threads": threads}
     _write_summary(run_dir, summary)
     if not keep_chunks:
         store.remove()
