@@ -175,6 +175,14 @@ def test_overlapped_full_pass_gives_the_same_numbers(uninterrupted, tmp_path):
     pd.testing.assert_frame_equal(m0, m1)
 
 
+def test_chunks_without_their_weight_file_are_refused(tmp_path):
+    x, y = _data()
+    run_trajectory(x, y, SETTINGS, tmp_path, max_chunks=2)
+    (tmp_path / "weights.partial.npy").unlink()
+    with pytest.raises(ResumeError, match="weights.partial.npy is unreadable.*delete"):
+        run_trajectory(x, y, SETTINGS, tmp_path)
+
+
 def test_chunks_of_other_settings_are_refused(tmp_path):
     x, y = _data()
     run_trajectory(x, y, SETTINGS, tmp_path, max_chunks=1)
