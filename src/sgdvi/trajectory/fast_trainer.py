@@ -8,7 +8,7 @@ error and gradient at the current weights. Both compute exactly what the plain P
 :mod:`sgdvi.trajectory.reference_trainer` computes (tested in float64 to 1e-10); only the
 order of floating-point operations differs.
 
-Mathematics per batch B of m examples, for the network of :mod:`sgdvi.trajectory.layout`:
+Mathematics per batch B of m examples, for the network of :mod:`sgdvi.trajectory.network`:
 
 - ``z = x W1^T`` (the bias b1 cancels in BN), ``mu, var`` = batch mean and biased variance,
   ``zh = (z - mu) inv`` with ``inv = 1 / sqrt(var + 1e-5)``, ``u = gamma zh + beta``,
@@ -45,8 +45,8 @@ training epoch ~1 ms; the full pass ~2 ms (``benchmarks/bench_trajectory.py``).
 Each device below was kept because ``benchmarks/bench_trajectory.py --alternatives`` (the same
 kernels recompiled without it, side by side in one run, 2 loaded cores) showed it matters:
 without ``fastmath`` an epoch + full pass takes 1.6-1.8x as long, with ``math.ldexp`` instead
-of the bit-cast ``2**n`` (:func:`_pow2`) 1.8-2.1x, with libm's ``exp`` instead of the
-polynomial 1.1-1.25x. ``fastmath`` lets LLVM assume that no value is NaN or infinite, so
+of the bit-cast ``2**n`` (:func:`_pow2`) 1.7-2.1x, with libm's ``exp`` instead of the
+polynomial 1.1-1.45x (two runs). ``fastmath`` lets LLVM assume that no value is NaN or infinite, so
 nothing here tests for them: :mod:`sgdvi.trajectory.runner` checks every chunk in numpy.
 The former log-of-products (one libm ``log`` per 64 examples) is gone: the kernels return each
 example's loss in two parts and numpy sums them (``_loss_sum``, ~50 us per pass), because the
