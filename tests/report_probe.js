@@ -26,6 +26,15 @@
       height: im.naturalHeight,
       link: im.closest("a") ? im.closest("a").getAttribute("href") : null,
     }));
+    // a thumbnail's link opens its figure's entry in the report
+    for (const t of out.landing.thumbnails) {
+      const im = thumbs.find((i) => i.alt === t.alt);
+      if (im.closest("a")) {
+        im.closest("a").click();
+        await sleep(100);
+      }
+      t.opens = app.state.navbarMode === "resultinfo" ? app.state.resultPath : null;
+    }
     out.landing.json_blocks = document.querySelectorAll("pre.code.json, pre.json").length;
     out.landing.text_length = text.length;
 

@@ -231,6 +231,7 @@ def test_landing_page_shows_the_comparison_first(probe, tiny_built):
     for t in thumbs:
         assert t["width"] >= 200 and t["height"] >= 100, t
         assert t["link"].startswith("javascript:app.showResultInfo("), t
+        assert t["opens"] == f"results/figures/{t['alt']}.png", t  # clicking opens the figure
 
 
 def test_every_figure_is_reachable_and_rendered(probe, tiny_built):
