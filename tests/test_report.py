@@ -14,6 +14,7 @@ import pytest
 import yaml
 from docutils.core import publish_parts
 from jinja2 import Environment
+from snakemake.utils import validate
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks, read_benchmark
 from sgdvi.report_landing import landing_rst
@@ -25,9 +26,11 @@ REPORT = REPO / "workflow" / "report"
 
 
 def merged(*files: Path) -> dict:
+    """The config the jobs see: the files merged in order, validated, schema defaults filled."""
     config: dict = {}
     for f in files:
         config = deep_update(config, yaml.safe_load(f.read_text()) or {})
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return config
 
 
