@@ -156,7 +156,10 @@ def diffusion_targets():
 
 
 def diffusion_mem_mb(wildcards):
-    """Peak memory of one job: the N x d float32 gradients plus ~3 GB of working space."""
+    """Peak memory of one job (sgdvi.diffusion.memory.peak_mb): the solver's working set
+    (gradients or D, not both: a dense fallback frees the gradients first) plus the inputs."""
+    from sgdvi.diffusion import memory as diffusion_memory
+
     exp = experiment(wildcards.experiment)
     d = sgdvi_config.weight_count(exp["model"], exp["num_classes"])
     n = DIFFUSION["subset"] or exp["train_subset"]
@@ -164,7 +167,17 @@ def diffusion_mem_mb(wildcards):
         n
         or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
     )
-    return int(n * d * 4 / 2**20) + 3000
+    solver = diffusion_memory.planned_solver(
+        DIFFUSION["solver"], d, DIFFUSION.get("dense_max_d", 4000), DIFFUSION["eps"]
+    )
+    return diffusion_memory.peak_mb(
+        n,
+        d,
+        solver,
+        input_size=diffusion_memory.input_size(sgdvi_config.MODEL_INPUT[exp["model"]]),
+        chunk_size=DIFFUSION["chunk_size"],
+        max_dim=DIFFUSION.get("lanczos", {}).get("max_dim", 4096),
+    )
 
 
 def diffusion_figure_experiment(wildcards):

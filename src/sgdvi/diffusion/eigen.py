@@ -490,11 +490,8 @@ def fast_spectrum(
 
 def choose_solver(solver: str, d: int, dense_max_d: int, eps: EpsName | float = "float32") -> str:
     """``auto``: ``dense`` when ``d <= dense_max_d`` or the threshold uses float64's eps
-    (the rank is then most of d, so Lanczos saves nothing), else ``fast``."""
-    if solver in ("dense", "fast"):
-        return solver
-    if solver != "auto":
-        raise ValueError(f"diffusion.solver must be auto, dense or fast, got {solver!r}")
-    if d <= dense_max_d or eps_value(eps) < EPS["float32"]:
-        return "dense"
-    return "fast"
+    (the rank is then most of d, so Lanczos saves nothing), else ``fast``
+    (:func:`sgdvi.diffusion.memory.planned_solver`, which the workflow uses without torch)."""
+    from sgdvi.diffusion.memory import planned_solver
+
+    return planned_solver(solver, d, dense_max_d, eps)
