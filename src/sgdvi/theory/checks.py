@@ -479,7 +479,12 @@ def _fp_stationary_rows(res: dict[str, Any], lam: float, setting: str) -> list[d
                 setting=setting + more,
             )
         )
-    return rows + [
+    return rows + _fp_spectrum_rows(res, lam, setting)
+
+
+def _fp_spectrum_rows(res: dict[str, Any], lam: float, setting: str) -> list[dict[str, Any]]:
+    """The spectral gap of the generator L (rate of approach to e^{-Phi}/Z) and log Z."""
+    return [
         row(
             "fokker_planck",
             "spectral_gap",
