@@ -157,7 +157,8 @@ def diffusion_targets():
 
 def diffusion_mem_mb(wildcards):
     """Peak memory of one job (sgdvi.diffusion.memory.peak_mb): the solver's working set
-    (gradients or D, not both: a dense fallback frees the gradients first) plus the inputs."""
+    (gradients or D, not both: a dense fallback frees the gradients first) plus the inputs.
+    """
     from sgdvi.diffusion import memory as diffusion_memory
 
     exp = experiment(wildcards.experiment)
@@ -168,7 +169,7 @@ def diffusion_mem_mb(wildcards):
         or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
     )
     solver = diffusion_memory.planned_solver(
-        DIFFUSION["solver"], d, DIFFUSION.get("dense_max_d", 4000), DIFFUSION["eps"]
+        DIFFUSION["solver"], d, DIFFUSION["dense_max_d"], DIFFUSION["eps"]
     )
     return diffusion_memory.peak_mb(
         n,
@@ -176,7 +177,7 @@ def diffusion_mem_mb(wildcards):
         solver,
         input_size=diffusion_memory.input_size(sgdvi_config.MODEL_INPUT[exp["model"]]),
         chunk_size=DIFFUSION["chunk_size"],
-        max_dim=DIFFUSION.get("lanczos", {}).get("max_dim", 4096),
+        max_dim=DIFFUSION["lanczos"]["max_dim"],
     )
 
 
