@@ -139,9 +139,9 @@ def test_dense_fallback_frees_the_gradients_before_forming_d(monkeypatch):
 
     torch.manual_seed(3)
     model = build_model("tiny-fc").eval()  # d = 917: the dense eigensolver takes no time
-    x = torch.randn((120, 1, 7, 7))
-    y = torch.randint(0, 5, (120,))
-    kw = {"transform": jitter, "chunk_size": 50}
+    x = torch.randn((1000, 1, 7, 7))  # N >= d: not the Gram path
+    y = torch.randint(0, 5, (1000,))
+    kw = {"transform": jitter, "chunk_size": 250}
     res = compute.diffusion_spectrum(
         model, x, y, solver="auto", dense_max_d=0, block_size=4, max_krylov_dim=8,
         generator=torch.Generator().manual_seed(5), **kw,
@@ -191,3 +191,23 @@ def test_save_result_leaves_no_debris_on_a_full_disk(tmp_path, monkeypatch):
     stored = compute.load_result(out)
     assert stored["rank_check"] == "dense" and stored["rank_check_count"] == 2
     assert [p.name for p in out.parent.iterdir()] == ["1.0.npz"]
+
+
+def test_gram_path_equals_dense_for_few_examples():
+    """N < d: the N x N Gram matrix gives all of D's eigenvalues (the rest are zero)."""
+    from sgdvi.diffusion.eigen import gram_spectrum
+
+    g = _low_rank_gradients(n=120, d=400, r=30)
+    g += 0.03 * torch.randn(g.shape, generator=torch.Generator().manual_seed(0))
+    centre_in_place(g, exact_mean(g))
+    gram = gram_spectrum(g, 1 / 120)
+    dense = dense_spectrum(diffusion_from_centred(g))
+    assert gram.complete and len(gram.eigenvalues) == 400 and gram.rank == dense.rank > 30
+    atol = 1e-12 * dense.lambda_max
+    np.testing.assert_allclose(
+        gram.eigenvalues[:119], dense.eigenvalues[:119], rtol=1e-9, atol=atol
+    )
+    np.testing.assert_allclose(gram.clipped(), dense.clipped(), rtol=1e-9)
+    assert choose_solver("auto", 13338, 4000, "float32", n=2000) == "gram"
+    assert choose_solver("auto", 13338, 4000, "float32", n=10000) == "fast"
+    assert choose_solver("auto", 3978, 4000, "float32", n=60000) == "dense"

@@ -78,7 +78,7 @@ def test_diffusion_rules_build_figure_and_table(tiny_workdir):
     assert (tiny_workdir / "results" / "tables" / "diffusion.csv").exists()
     row = table[(table.experiment == "lenet-mnist") & (table.fraction == 0.4)].iloc[0]
     res = load_result(tiny_workdir / "results" / "lenet-mnist" / "diffusion" / "0.4.npz")
-    assert res["n"] == 200 and res["d"] == 13338 and res["solver"] == "fast"  # tiny: subset 200
+    assert res["n"] == 200 and res["d"] == 13338 and res["solver"] == "gram"  # tiny: subset 200
     st = spectrum_statistics(res["eigenvalues"], res["d"], res["threshold"])
     assert row["mean"] == pytest.approx(st["mean"]) and row["rank"] == res["rank"] == st["rank"]
     assert 0 < res["rank"] < 200  # centred gradients of 200 examples: rank <= 199
@@ -88,4 +88,5 @@ def test_diffusion_rules_build_figure_and_table(tiny_workdir):
     for key in ("lambda_max", "threshold", "eps", "rank", "trace", "grad_norm", "seconds"):
         assert key in res
     log = (tiny_workdir / "logs" / "diffusion" / "lenet-mnist" / "0.4.log").read_text()
-    assert "rank" in log and "solver fast" in log
+    assert "rank" in log and "solver gram" in log and "check dense" in log
+    assert res["rank_check"] == "dense" and res["rank_check_count"] == res["rank"]

@@ -169,7 +169,7 @@ def diffusion_mem_mb(wildcards):
         or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
     )
     solver = diffusion_memory.planned_solver(
-        DIFFUSION["solver"], d, DIFFUSION["dense_max_d"], DIFFUSION["eps"]
+        DIFFUSION["solver"], d, DIFFUSION["dense_max_d"], DIFFUSION["eps"], n
     )
     return diffusion_memory.peak_mb(
         n,

@@ -31,6 +31,7 @@ from sgdvi.diffusion.eigen import (
     choose_solver,
     dense_spectrum,
     fast_spectrum,
+    gram_spectrum,
 )
 from sgdvi.diffusion.gradients import InputTransform, gradient_matrix, iter_gradient_chunks
 from sgdvi.diffusion.moments import (
@@ -122,6 +123,21 @@ def _dense_run(model, x, y, formula, eps, chunk_size, transform, generator, prog
     return _Run(spectrum, trace, grad_norm, t_grad, t_moment, time.perf_counter() - t)
 
 
+def _gram_run(model, x, y, formula, eps, chunk_size, transform, generator, progress) -> _Run:
+    """Few examples (N < d): stored gradients, centred, all eigenvalues of the N x N Gram."""
+    t0 = time.perf_counter()
+    g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
+    t1 = time.perf_counter()
+    mean = exact_mean(g)
+    grad_norm = float(mean.norm())
+    centre_in_place(g, mean)
+    scale = formula_scale(formula, len(x))
+    trace = squared_frobenius(g) * scale
+    t2 = time.perf_counter()
+    spectrum = gram_spectrum(g, scale, eps)
+    return _Run(spectrum, trace, grad_norm, t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+
 def _fast_run(model, x, y, formula, eps, chunk_size, transform, generator, progress, lanczos):
     """Stored float32 gradients, centred, block Lanczos, and the rank check when cheap.
 
@@ -174,14 +190,15 @@ def diffusion_spectrum(
     ``solver``: ``dense`` streams gradient chunks into a float64 d x d moment and calls the
     symmetric eigensolver; ``fast`` stores the ``N x d`` float32 gradients, centres them with
     the exact float64 mean and runs block Lanczos (rank certified by the Gram matrix's
-    inertia when that is cheaper); ``auto`` picks dense for ``d <= dense_max_d`` and
+    inertia when that is cheaper); ``gram`` (N < d) takes all eigenvalues of the N x N Gram
+    matrix; ``auto`` picks gram for N < d and N <= 4000, dense for ``d <= dense_max_d`` and
     otherwise fast, falling back to dense (gradients recomputed with the same augmentation
     draws, after the stored ones are freed) if Lanczos does not converge within
     ``max_krylov_dim`` or the rank check disagrees.
     """
     t0 = time.perf_counter()
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    chosen = choose_solver(solver, d, dense_max_d, eps)
+    chosen = choose_solver(solver, d, dense_max_d, eps, len(x))
     log.info(
         "D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", len(x), d, formula, chosen, solver
     )
@@ -205,6 +222,8 @@ def diffusion_spectrum(
                 log.warning("%s; falling back to the dense solver", exc)
                 if generator is not None:
                     generator.set_state(gen_state)
+        if chosen == "gram":
+            run = _gram_run(*args)
         if run is None:
             run = _dense_run(*args)
     sp = run.spectrum

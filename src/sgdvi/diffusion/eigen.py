@@ -488,10 +488,33 @@ def fast_spectrum(
     return spectrum
 
 
-def choose_solver(solver: str, d: int, dense_max_d: int, eps: EpsName | float = "float32") -> str:
-    """``auto``: ``dense`` when ``d <= dense_max_d`` or the threshold uses float64's eps
-    (the rank is then most of d, so Lanczos saves nothing), else ``fast``
+def choose_solver(
+    solver: str, d: int, dense_max_d: int, eps: EpsName | float = "float32", n: int | None = None
+) -> str:
+    """``auto``: ``gram`` for few examples (N < d, N <= 4000), ``dense`` when
+    ``d <= dense_max_d`` or the threshold uses float64's eps (the rank is then most of d, so
+    Lanczos saves nothing), else ``fast``
     (:func:`sgdvi.diffusion.memory.planned_solver`, which the workflow uses without torch)."""
     from sgdvi.diffusion.memory import planned_solver
 
-    return planned_solver(solver, d, dense_max_d, eps)
+    return planned_solver(solver, d, dense_max_d, eps, n)
+
+
+def gram_spectrum(g: torch.Tensor, scale: float, eps: EpsName | float = "float32") -> Spectrum:
+    """All d eigenvalues of ``D = scale G^T G`` from the N x N Gram ``scale G G^T`` (N < d).
+
+    The non-zero eigenvalues of ``G^T G`` and ``G G^T`` are the same (squared singular values
+    of G); the other ``d - N`` are zero. Float64 Gram from the float32 G (exact products),
+    dense symmetric eigensolver: a complete spectrum at ``N^2 d + N^3`` cost.
+    """
+    import scipy.linalg
+
+    n, d = g.shape
+    if n > d:
+        raise ValueError(f"the Gram path needs N <= d, got N={n}, d={d}")
+    k = gram_matrix(g, scale)
+    w = scipy.linalg.eigh(k, eigvals_only=True, overwrite_a=True, check_finite=False)
+    full = np.concatenate([w, np.zeros(d - n)])
+    sp = Spectrum(full, d=d, eps=eps_value(eps), solver="gram", complete=True)
+    sp.rank_check, sp.rank_check_count = "dense", sp.rank  # every eigenvalue was computed
+    return sp

@@ -6,6 +6,7 @@ The paths of :func:`sgdvi.diffusion.compute.diffusion_spectrum` hold at their pe
   (``chunk_size x d`` float32 plus its float64 copy and vmap's intermediates, ~4x);
 - ``fast``: the float32 gradients (``4 N d``), the float64 Krylov basis and its image
   (``2 x 8 d max_dim``) and the refinement block (``3 x 8 d k``, k <= max_dim);
+- ``gram`` (N < d): the float32 gradients and the float64 N x N Gram matrix;
 - ``fast`` falling back to dense (``auto`` only): the gradients are freed first (tested), so
   the peak is the larger of the two, not their sum (issue 10, item 9).
 
@@ -44,6 +45,8 @@ def peak_mb(
     """
     if solver == "dense":
         work = dense_bytes(d, chunk_size)
+    elif solver == "gram":
+        work = 4 * n * d + 2 * 8 * n * n + 4 * 4 * chunk_size * d
     elif solver == "fast":
         work = max(fast_bytes(n, d, max_dim, chunk_size), dense_bytes(d, chunk_size))
     else:
@@ -51,13 +54,23 @@ def peak_mb(
     return int((work + 4 * n * input_size) / 2**20) + BASE_MB
 
 
-def planned_solver(solver: str, d: int, dense_max_d: int, eps: str | float = "float32") -> str:
-    """The solver ``auto`` picks: ``dense`` when ``d <= dense_max_d`` or the threshold uses
-    float64's eps (the rank is then most of d, so Lanczos saves nothing), else ``fast``."""
-    if solver in ("dense", "fast"):
+#: ``auto`` takes the N x N Gram matrix for N <= this (and N < d): N^2 d + N^3 flops
+GRAM_MAX_N = 4000
+
+
+def planned_solver(
+    solver: str, d: int, dense_max_d: int, eps: str | float = "float32", n: int | None = None
+) -> str:
+    """The solver ``auto`` picks: ``gram`` (all eigenvalues of the N x N Gram matrix, the
+    non-zero ones of D) when ``n < d`` and ``n <= GRAM_MAX_N``; else ``dense`` when
+    ``d <= dense_max_d`` or the threshold uses float64's eps (the rank is then most of d, so
+    Lanczos saves nothing); else ``fast``."""
+    if solver in ("dense", "fast", "gram"):
         return solver
     if solver != "auto":
         raise ValueError(f"diffusion.solver must be auto, dense or fast, got {solver!r}")
+    if n is not None and n < d and n <= GRAM_MAX_N:
+        return "gram"
     eps64 = eps == "float64" or (not isinstance(eps, str) and float(eps) < 1.1920929e-07)
     return "dense" if d <= dense_max_d or eps64 else "fast"
 
