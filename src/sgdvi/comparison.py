@@ -220,125 +220,121 @@ def _source(t: pd.DataFrame, variant: str) -> str:
     return f"trajectory variant '{variant}'" + (f" ({', '.join(details)})" if details else "")
 
 
-def _trajectory_rows(trajectory: pd.DataFrame | None) -> list[dict[str, Any]]:
-    """Fig. 3a-3c / Remarks 17-18 per trajectory setting (means over seeds)."""
-    st, au = _seeds(trajectory, STATED), _seeds(trajectory, AUTHORS)
-    src_st, src_au = _source(st, STATED), _source(au, AUTHORS)
-    rows = []
-
+def _fig3a_row(st: pd.DataFrame, au: pd.DataFrame, src: Mapping[str, str]) -> dict[str, Any]:
+    """Fig. 3a: low-frequency excess of the increments' power over the white (permuted) null."""
     spec = PAPER_CLAIMS["fig3a_low_freq_excess"]
 
     def low_holds(t: pd.DataFrame) -> bool | None:
         sig = _all_below(t, "low_freq_p_value")
         return None if sig is None else bool(sig and _mean(t, "low_freq_ratio") > 1)
 
-    rows.append(
-        _row(
-            spec["figure"],
-            "low-frequency power of the increments / permuted-increment (white) null",
-            spec["value"],
-            _mean(st, "low_freq_ratio"),
-            _mean(au, "low_freq_ratio"),
-            claim=spec["claim"],
-            holds_stated=low_holds(st),
-            holds_authors=low_holds(au),
-            source_stated=src_st,
-            source_authors=src_au,
-            note=(
-                f"holds: ratio > 1 with permutation p <= {ALPHA} in every seed; p (excess) "
-                f"stated {_spread(st, 'low_freq_p_value')}, authors' "
-                f"{_spread(au, 'low_freq_p_value')}; p (deficit) stated "
-                f"{_spread(st, 'low_freq_p_value_lower')}, authors' "
-                f"{_spread(au, 'low_freq_p_value_lower')}"
-            ),
-        )
+    return _row(
+        spec["figure"],
+        "low-frequency power of the increments / permuted-increment (white) null",
+        spec["value"],
+        _mean(st, "low_freq_ratio"),
+        _mean(au, "low_freq_ratio"),
+        claim=spec["claim"],
+        holds_stated=low_holds(st),
+        holds_authors=low_holds(au),
+        **src,
+        note=(
+            f"holds: ratio > 1 with permutation p <= {ALPHA} in every seed; p (excess) "
+            f"stated {_spread(st, 'low_freq_p_value')}, authors' "
+            f"{_spread(au, 'low_freq_p_value')}; p (deficit) stated "
+            f"{_spread(st, 'low_freq_p_value_lower')}, authors' "
+            f"{_spread(au, 'low_freq_p_value_lower')}"
+        ),
     )
 
+
+def _fig3b_rows(st: pd.DataFrame, au: pd.DataFrame, src: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Fig. 3b: autocorrelation beyond the 99 % band, against the shuffled null (the paper's
+    comparison) and against a random walk of the same increments (beyond the paper)."""
     spec = PAPER_CLAIMS["fig3b_ac_beyond_band"]
-    rows.append(
-        _row(
-            spec["figure"],
-            "fraction of lags with the autocorrelation outside the 99 % band",
-            spec["value"],
-            _mean(st, "ac_frac_outside"),
-            _mean(au, "ac_frac_outside"),
-            claim="> shuffled null",
-            holds_stated=_all_below(st, "ac_p_value"),
-            holds_authors=_all_below(au, "ac_p_value"),
-            source_stated=src_st,
-            source_authors=src_au,
-            note=(
-                "the paper's comparison: positions shuffled in time (white, stays in the band): "
-                f"stated {_mean(st, 'ac_frac_outside_shuffle'):.3g}, authors' "
-                f"{_mean(au, 'ac_frac_outside_shuffle'):.3g}; holds: permutation p <= {ALPHA} "
-                "in every seed"
-            ),
-        )
+    band = _row(
+        spec["figure"],
+        "fraction of lags with the autocorrelation outside the 99 % band",
+        spec["value"],
+        _mean(st, "ac_frac_outside"),
+        _mean(au, "ac_frac_outside"),
+        claim="> shuffled null",
+        holds_stated=_all_below(st, "ac_p_value"),
+        holds_authors=_all_below(au, "ac_p_value"),
+        **src,
+        note=(
+            "the paper's comparison: positions shuffled in time (white, stays in the band): "
+            f"stated {_mean(st, 'ac_frac_outside_shuffle'):.3g}, authors' "
+            f"{_mean(au, 'ac_frac_outside_shuffle'):.3g}; holds: permutation p <= {ALPHA} "
+            "in every seed"
+        ),
     )
 
     def walk_holds(t: pd.DataFrame) -> bool | None:
         excess = _mean(t, "ac_frac_outside") - _mean(t, "ac_frac_outside_walk")
         return None if not np.isfinite(excess) else bool(excess > 0)
 
-    rows.append(
-        _row(
-            spec["figure"],
-            "lags outside the band, SGD minus a random walk of the same increments",
-            None,
-            _mean(st, "ac_frac_outside") - _mean(st, "ac_frac_outside_walk"),
-            _mean(au, "ac_frac_outside") - _mean(au, "ac_frac_outside_walk"),
-            claim="> 0",
-            holds_stated=walk_holds(st),
-            holds_authors=walk_holds(au),
-            source_stated=src_st,
-            source_authors=src_au,
-            note=(
-                "beyond the paper: Brownian motion proper (a random walk) also leaves the band; "
-                f"OU null: stated {_mean(st, 'ac_frac_outside_ou'):.3g}, authors' "
-                f"{_mean(au, 'ac_frac_outside_ou'):.3g} of lags outside"
-            ),
-        )
+    walk = _row(
+        spec["figure"],
+        "lags outside the band, SGD minus a random walk of the same increments",
+        None,
+        _mean(st, "ac_frac_outside") - _mean(st, "ac_frac_outside_walk"),
+        _mean(au, "ac_frac_outside") - _mean(au, "ac_frac_outside_walk"),
+        claim="> 0",
+        holds_stated=walk_holds(st),
+        holds_authors=walk_holds(au),
+        **src,
+        note=(
+            "beyond the paper: Brownian motion proper (a random walk) also leaves the band; "
+            f"OU null: stated {_mean(st, 'ac_frac_outside_ou'):.3g}, authors' "
+            f"{_mean(au, 'ac_frac_outside_ou'):.3g} of lags outside"
+        ),
     )
+    return [band, walk]
 
+
+def _fig3c_rows(st: pd.DataFrame, au: pd.DataFrame, src: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Fig. 3c / Remark 18: the drop of the normalised gradient norm and its final level."""
     spec = PAPER_CLAIMS["fig3c_grad_norm_drop"]
     drop = {}
     for name, t in ((STATED, st), (AUTHORS, au)):
         drop[name] = _mean(t, "grad_norm_normalised_initial") / _mean(
             t, "grad_norm_normalised_last10pct_mean"
         )
-    rows.append(
-        _row(
-            spec["figure"],
-            "drop of |grad f|/sqrt(d): first epoch / mean of the last 10 %",
-            spec["value"],
-            drop[STATED],
-            drop[AUTHORS],
-            claim=spec["claim"],
-            source_stated=src_st,
-            source_authors=src_au,
-            note="Remark 18: 'drops only by about a factor of 3 over the next 10^5 epochs'; "
-            "ours from the first recorded epoch (burn-in included, as Fig. 3c)",
-        )
+    drop_row = _row(
+        spec["figure"],
+        "drop of |grad f|/sqrt(d): first epoch / mean of the last 10 %",
+        spec["value"],
+        drop[STATED],
+        drop[AUTHORS],
+        claim=spec["claim"],
+        **src,
+        note="Remark 18: 'drops only by about a factor of 3 over the next 10^5 epochs'; "
+        "ours from the first recorded epoch (burn-in included, as Fig. 3c)",
     )
     spec = PAPER_CLAIMS["fig3c_grad_norm_level"]
-    rows.append(
-        _row(
-            spec["figure"],
-            "|grad f|/sqrt(d), mean of the last 10 % of epochs",
-            spec["value"],
-            _mean(st, "grad_norm_normalised_last10pct_mean"),
-            _mean(au, "grad_norm_normalised_last10pct_mean"),
-            claim=spec["claim"],
-            source_stated=src_st,
-            source_authors=src_au,
-            note=(
-                "the paper prints no number (a curve only); training error over the last 10 %: "
-                f"stated {_spread(st, 'error_last10pct_mean')}, authors' "
-                f"{_spread(au, 'error_last10pct_mean')}"
-            ),
-        )
+    level_row = _row(
+        spec["figure"],
+        "|grad f|/sqrt(d), mean of the last 10 % of epochs",
+        spec["value"],
+        _mean(st, "grad_norm_normalised_last10pct_mean"),
+        _mean(au, "grad_norm_normalised_last10pct_mean"),
+        claim=spec["claim"],
+        **src,
+        note=(
+            "the paper prints no number (a curve only); training error over the last 10 %: "
+            f"stated {_spread(st, 'error_last10pct_mean')}, authors' "
+            f"{_spread(au, 'error_last10pct_mean')}"
+        ),
     )
-    return rows
+    return [drop_row, level_row]
+
+
+def _trajectory_rows(trajectory: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Fig. 3a-3c / Remarks 17-18 per trajectory setting (means over seeds)."""
+    st, au = _seeds(trajectory, STATED), _seeds(trajectory, AUTHORS)
+    src = {"source_stated": _source(st, STATED), "source_authors": _source(au, AUTHORS)}
+    return [_fig3a_row(st, au, src), *_fig3b_rows(st, au, src), *_fig3c_rows(st, au, src)]
 
 
 def comparison_table(
