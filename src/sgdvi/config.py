@@ -181,8 +181,8 @@ def check_dataset_use(
         )
 
 
-def check_config(config: Mapping[str, Any]) -> None:
-    """Cross-key checks; raises :class:`ConfigError` naming the key."""
+def _check_names(config: Mapping[str, Any]) -> None:
+    """Dataset names do not shadow CIFAR's; ``run:`` lists defined experiments only."""
     experiments = config.get("experiments", {})
     clash = sorted(set(config.get("datasets", {})) & set(CIFAR_DATASETS))
     if clash:
@@ -196,47 +196,58 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"config key run: lists {name!r}, which is not a key of experiments: "
                 f"(known: {sorted(experiments)}); add it under experiments: or remove it from run:"
             )
-    for name, exp in experiments.items():
-        key = f"experiments.{name}"
-        model, dataset = exp["model"], exp["dataset"]
-        check_dataset_use(config, key, model, dataset, exp.get("num_classes"))
-        schedule = exp["lr_schedule"]
-        if schedule[0][0] != 0:
-            raise ConfigError(f"{key}.lr_schedule: the first entry must start at epoch 0")
-        starts = [int(s[0]) for s in schedule]
-        if starts != sorted(set(starts)):
-            raise ConfigError(
-                f"{key}.lr_schedule: epochs must be strictly increasing, got {starts}"
-            )
-        if exp["augment"] and not dataset.startswith("cifar"):
-            raise ConfigError(f"{key}.augment: augmentation is defined for CIFAR only")
-        tags = [fraction_tag(f) for f in exp["snapshots"]]
-        if len(set(tags)) != len(tags):
-            raise ConfigError(f"{key}.snapshots: fractions must be distinct, got {tags}")
-        epochs_at = [snapshot_epoch(f, exp["epochs"]) for f in exp["snapshots"]]
-        if len(set(epochs_at)) != len(epochs_at):
-            raise ConfigError(
-                f"{key}.snapshots: fractions {tags} fall on the same epochs {epochs_at} "
-                f"with epochs: {exp['epochs']}; raise epochs or space the fractions"
-            )
+
+
+def _check_experiment(config: Mapping[str, Any], name: str, exp: Mapping[str, Any]) -> None:
+    """One experiment: its dataset, learning-rate schedule, augmentation and snapshots."""
+    key = f"experiments.{name}"
+    model, dataset = exp["model"], exp["dataset"]
+    check_dataset_use(config, key, model, dataset, exp.get("num_classes"))
+    schedule = exp["lr_schedule"]
+    if schedule[0][0] != 0:
+        raise ConfigError(f"{key}.lr_schedule: the first entry must start at epoch 0")
+    starts = [int(s[0]) for s in schedule]
+    if starts != sorted(set(starts)):
+        raise ConfigError(f"{key}.lr_schedule: epochs must be strictly increasing, got {starts}")
+    if exp["augment"] and not dataset.startswith("cifar"):
+        raise ConfigError(f"{key}.augment: augmentation is defined for CIFAR only")
+    tags = [fraction_tag(f) for f in exp["snapshots"]]
+    if len(set(tags)) != len(tags):
+        raise ConfigError(f"{key}.snapshots: fractions must be distinct, got {tags}")
+    epochs_at = [snapshot_epoch(f, exp["epochs"]) for f in exp["snapshots"]]
+    if len(set(epochs_at)) != len(epochs_at):
+        raise ConfigError(
+            f"{key}.snapshots: fractions {tags} fall on the same epochs {epochs_at} "
+            f"with epochs: {exp['epochs']}; raise epochs or space the fractions"
+        )
+
+
+def _check_trajectory(config: Mapping[str, Any]) -> None:
+    """The trajectory's dataset (and each variant's) fits tiny-fc; burn-in < epochs."""
     traj = config.get("trajectory")
-    if traj:
-        check_dataset_use(config, "trajectory", "tiny-fc", traj["dataset"], traj.get("num_classes"))
-        for variant, over in (traj.get("variants") or {}).items():
-            if over is None:  # a variant switched off
-                continue
-            check_dataset_use(
-                config,
-                f"trajectory.variants.{variant}",
-                "tiny-fc",
-                over.get("dataset", traj["dataset"]),
-                over.get("num_classes", traj.get("num_classes")),
-            )
-    if traj and traj["burn_in"] >= traj["epochs"]:
+    if not traj:
+        return
+    check_dataset_use(config, "trajectory", "tiny-fc", traj["dataset"], traj.get("num_classes"))
+    for variant, over in (traj.get("variants") or {}).items():
+        if over is None:  # a variant switched off
+            continue
+        check_dataset_use(
+            config,
+            f"trajectory.variants.{variant}",
+            "tiny-fc",
+            over.get("dataset", traj["dataset"]),
+            over.get("num_classes", traj.get("num_classes")),
+        )
+    if traj["burn_in"] >= traj["epochs"]:
         raise ConfigError(
             f"trajectory.burn_in ({traj['burn_in']}) must be smaller than trajectory.epochs "
             f"({traj['epochs']})"
         )
+
+
+def _check_figures(config: Mapping[str, Any]) -> None:
+    """Every experiment named by ``diffusion.figures`` is defined."""
+    experiments = config.get("experiments", {})
     diff = config.get("diffusion")
     if diff:
         for fig, exp_name in diff.get("figures", {}).items():
@@ -245,6 +256,15 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"diffusion.figures.{fig}: experiment {exp_name!r} is not defined under "
                     "experiments:"
                 )
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-key checks; raises :class:`ConfigError` naming the key."""
+    _check_names(config)
+    for name, exp in config.get("experiments", {}).items():
+        _check_experiment(config, name, exp)
+    _check_trajectory(config)
+    _check_figures(config)
 
 
 #: a number PyYAML (YAML 1.1) reads as a string: an exponent without a dot or without a sign
