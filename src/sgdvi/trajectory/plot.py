@@ -92,6 +92,16 @@ def fig3a(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
     return fig
 
 
+def _fig3b_nulls(ax, lags: np.ndarray, a: Mapping, first: bool) -> None:
+    """Fig. 3b's null autocorrelations in grey (labelled for the first seed only)."""
+    for key, ls, label in (
+        ("ac_ou_mean", ":", "null: isotropic OU, same variances"),
+        ("ac_walk_mean", "--", "null: random walk of permuted increments"),
+        ("ac_shuffle_mean", "-", "null: positions shuffled in time"),
+    ):
+        ax.plot(lags, a[key], color=_GREY, lw=0.8, ls=ls, label=label if first else None)
+
+
 def fig3b(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
     """Fig. 3b: autocorrelation of x_k, mean +- std over weights, 99% band, nulls in grey."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
@@ -100,30 +110,7 @@ def fig3b(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
         lags = a["lags"]
         first = seed == next(iter(analyses))
         _band(ax, lags, a["ac_mean"], a["ac_std"], color, f"SGD, seed {seed}", marker=".", ms=2)
-        ax.plot(
-            lags,
-            a["ac_ou_mean"],
-            color=_GREY,
-            lw=0.8,
-            ls=":",
-            label="null: isotropic OU, same variances" if first else None,
-        )
-        ax.plot(
-            lags,
-            a["ac_walk_mean"],
-            color=_GREY,
-            lw=0.8,
-            ls="--",
-            label="null: random walk of permuted increments" if first else None,
-        )
-        ax.plot(
-            lags,
-            a["ac_shuffle_mean"],
-            color=_GREY,
-            lw=0.8,
-            ls="-",
-            label="null: positions shuffled in time" if first else None,
-        )
+        _fig3b_nulls(ax, lags, a, first)
         text.append(
             f"seed {seed}: {100 * float(a['ac_frac_outside']):.0f}% of lags outside the band "
             f"(shuffled {100 * float(a['ac_frac_outside_shuffle']):.1f}%, "
