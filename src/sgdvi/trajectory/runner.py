@@ -210,6 +210,20 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
     os.replace(tmp, run_dir / "run.json")
 
 
+def _start(trainer, store: ChunkStore, n_chunks: int, where: str) -> tuple[int, dict | None]:
+    """``(chunks done, epoch-0 row)``: resume after the chunks already recorded (no epoch-0
+    row), or start afresh with the checked metrics row of the initial weights."""
+    done = min(store.completed(), n_chunks)
+    store.open_weights(resume=done > 0)
+    if done:
+        trainer.set_state(store.state_after(done - 1))
+        log.info("resuming %s after chunk %d (epoch %d)", where, done, trainer.epoch)
+        return done, None
+    init = _metrics_row(0, np.nan, None, trainer.full_pass(), 0)
+    _check_finite([init], [True], trainer.state(), where)
+    return done, init
+
+
 def run_trajectory(
     x: np.ndarray,
     y: np.ndarray,
@@ -240,14 +254,7 @@ def run_trajectory(
     store = ChunkStore(run_dir, key, settings.epochs - settings.burn_in, net.d)
     trainer = _make_trainer(x, y, settings, device)
     n_chunks = -(-settings.epochs // settings.chunk_epochs)
-    done = min(store.completed(), n_chunks)
-    store.open_weights(resume=done > 0)
-    if done:
-        trainer.set_state(store.state_after(done - 1))
-        log.info("resuming %s after chunk %d (epoch %d)", where, done, trainer.epoch)
-    init = None if done else _metrics_row(0, np.nan, None, trainer.full_pass(), 0)
-    if init is not None:
-        _check_finite([init], [True], trainer.state(), where)
+    done, init = _start(trainer, store, n_chunks, where)
     t_start = time.perf_counter()
     pool = ThreadPoolExecutor(1) if threads >= 2 and settings.engine == "numba" else None
     try:
