@@ -649,6 +649,32 @@ def _remove_snapshots(run: _Run, paths: TrainPaths) -> None:
         paths.snapshot(tag).unlink(missing_ok=True)
 
 
+def _interrupter(
+    run: _Run,
+    settings: TrainSettings,
+    paths: TrainPaths,
+    fingerprint: str,
+    device: torch.device,
+    stop: StopRequest,
+    steps: int,
+) -> Callable[[], None]:
+    """The action on a stop request: save a checkpoint, then raise
+    :class:`TrainingInterrupted` naming the signal, the epoch and the step."""
+
+    def interrupt() -> None:
+        save_checkpoint(paths.checkpoint, _checkpoint_state(run, settings, fingerprint, device))
+        signame = signal.Signals(stop.signum).name if stop.signum else "a stop request"
+        raise TrainingInterrupted(
+            f"{settings.experiment}: interrupted by {signame} at epoch {run.epoch + 1}, step "
+            f"{run.step}/{steps}; state saved to {paths.checkpoint}. Rerun the same command to "
+            "resume from there",
+            stop.signum,
+            paths.checkpoint,
+        )
+
+    return interrupt
+
+
 def train(
     settings: TrainSettings,
     data: Prepared,
@@ -678,18 +704,7 @@ def train(
     run = _new_run(settings, device)
     _resume(run, settings, paths, fingerprint, device, steps)
     guard = _Divergence(settings, run, divergence_factor)
-
-    def interrupt() -> None:
-        save_checkpoint(paths.checkpoint, _checkpoint_state(run, settings, fingerprint, device))
-        signame = signal.Signals(stop.signum).name if stop.signum else "a stop request"
-        raise TrainingInterrupted(
-            f"{settings.experiment}: interrupted by {signame} at epoch {run.epoch + 1}, step "
-            f"{run.step}/{steps}; state saved to {paths.checkpoint}. Rerun the same command to "
-            "resume from there",
-            stop.signum,
-            paths.checkpoint,
-        )
-
+    interrupt = _interrupter(run, settings, paths, fingerprint, device, stop, steps)
     started, epochs_timed = time.perf_counter(), 0
     try:
         while run.epoch < settings.epochs:

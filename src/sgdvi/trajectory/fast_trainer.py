@@ -347,6 +347,7 @@ def _first_layer_grad(dz, xb, wt, zt, gw1):  # pragma: no cover - compiled
             gw1[j, i] = gt[i, j]
 
 
+# long: one numba kernel, forward and backward of a mini-batch with BN; see _train_epoch
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 def _forward_backward(
     xb, yb, p, g, z, h, o, du, zt, wt, tot, stats, consts, margins, dens, n_classes
@@ -491,6 +492,7 @@ def _train_epoch(
     return err_sum, n_batches
 
 
+# long: one numba kernel, one sweep over all examples with full-batch BN; see _train_epoch
 @numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 def _full_pass(
     x, y, xbar, cov, p, g, scratch, wt, tot, gblk, consts, margins, dens
