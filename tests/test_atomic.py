@@ -149,3 +149,74 @@ def test_real_full_filesystem_leaves_no_debris(small_fs):
     with pytest.raises((OSError, RuntimeError)):  # torch reports ENOSPC as a RuntimeError
         save_snapshot(small_fs / "big.pt", torch.nn.Linear(200, 200), META)
     assert files(small_fs) == []
+
+
+def test_trajectory_chunk_and_metrics_on_a_full_disk(tmp_path, monkeypatch):
+    """The trajectory store: a chunk record and the assembled metrics table fail with ENOSPC
+    half-way; the old chunk stays intact, nothing else is left behind."""
+    from sgdvi.trajectory.state import TrainState
+    from sgdvi.trajectory.storage import ChunkStore, assemble
+
+    store = ChunkStore(tmp_path, {"seed": 0}, n_stored=2, d=3)
+    store.open_weights(resume=False)
+    state = TrainState(np.ones(3), np.zeros(3), np.zeros(16), np.ones(16), 4, 2)
+    metrics = {
+        "epoch": np.array([1, 2]),
+        "lr": np.array([0.1, 0.1]),
+        **{k: np.array([1.0, 0.5]) for k in ("grad_norm", "loss", "error")},
+        **{k: np.array([1.0, 0.5]) for k in ("batch_loss", "batch_error")},
+        "stored": np.array([True, True]),
+    }
+    init = dict.fromkeys(metrics, 1.0) | {"epoch": 0, "lr": np.nan, "stored": False}
+    init |= {"batch_loss": np.nan, "batch_error": np.nan}
+    store.write_rows(0, np.ones((2, 3), np.float32))
+    store.write(0, metrics, state, init)
+    chunk = store.path(0).read_bytes()
+
+    monkeypatch.setattr(np, "savez", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        store.write(0, metrics, state, init)
+    assert files(store.dir) == ["chunk_000000.npz"] and store.path(0).read_bytes() == chunk
+
+    monkeypatch.undo()
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        assemble(store, 1, tmp_path / "weights.npy", tmp_path / "metrics.parquet")
+    assert files(tmp_path) == ["chunks", "weights.partial.npy"]  # no metrics, nothing moved
+    monkeypatch.undo()
+    n_stored, table = assemble(store, 1, tmp_path / "weights.npy", tmp_path / "metrics.parquet")
+    assert n_stored == 2 and files(tmp_path) == ["chunks", "metrics.parquet", "weights.npy"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "metrics.parquet"), table)
+
+
+@pytest.mark.parametrize("module", ["sgdvi.trajectory.plot", "sgdvi.theory.plot"])
+def test_figures_on_a_full_disk(tmp_path, monkeypatch, module):
+    """A figure whose PDF (then whose PNG) fails to write with ENOSPC leaves no file behind
+    but the complete PDF; a good write gives a real PDF and PNG."""
+    import importlib
+
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    save = importlib.import_module(module).save
+    pdf, png = tmp_path / "fig.pdf", tmp_path / "fig.png"
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", enospc)
+    fig = plt.figure()
+    with pytest.raises(OSError, match="No space left"):
+        save(fig, pdf, png)
+    assert files(tmp_path) == [] and not plt.fignum_exists(fig.number)  # closed all the same
+
+    def png_fails(self, fname, *args, **kwargs):
+        if str(fname).endswith(".png"):
+            enospc(self, fname)
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", png_fails)
+    with pytest.raises(OSError, match="No space left"):
+        save(plt.figure(), pdf, png)
+    assert files(tmp_path) == ["fig.pdf"] and pdf.read_bytes().startswith(b"%PDF")
+    monkeypatch.undo()
+    save(plt.figure(), pdf, png)
+    assert files(tmp_path) == ["fig.pdf", "fig.png"]
+    assert png.read_bytes().startswith(b"\x89PNG") and leftover_temp_files(tmp_path) == []

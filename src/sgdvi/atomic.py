@@ -14,13 +14,16 @@ name starts with ``.`` and contains ``.tmp`` (see :data:`TMP_MARK`), so it is ea
 
     with atomic_open("results/x/run.json", "w") as fh:
         json.dump(record, fh)
+
+    atomic_write("results/tables/x.parquet", table.to_parquet, index=False)   # one call
+    atomic_write("results/figures/x.pdf", fig.savefig, dpi=200)
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -103,6 +106,25 @@ def atomic_open(
         with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
+
+
+def atomic_write(
+    target: str | os.PathLike[str],
+    writer: Callable[..., object],
+    /,
+    *args: Any,
+    fsync: bool = True,
+    **kwargs: Any,
+) -> Path:
+    """``writer(tmp, *args, **kwargs)`` through :func:`atomic_path`; return ``target``.
+
+    ``writer`` is any function that writes a file given its path first: ``np.savez``,
+    ``np.savez_compressed``, ``DataFrame.to_parquet``, ``DataFrame.to_csv``, ``Figure.savefig``
+    (the temporary name ends in the target's suffix, so the format follows from it).
+    """
+    with atomic_path(target, fsync=fsync) as tmp:
+        writer(tmp, *args, **kwargs)
+    return Path(target)
 
 
 def leftover_temp_files(directory: str | os.PathLike[str]) -> list[Path]:

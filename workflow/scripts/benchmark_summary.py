@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sgdvi.atomic import atomic_write
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks
 from sgdvi.rulelog import rule_log
 
@@ -13,5 +14,5 @@ with rule_log(snakemake.log[0], "benchmark_summary") as log:
     root = Path(snakemake.params.root)
     paths = find_benchmarks(root)
     table = benchmark_table(paths, root)
-    table.to_csv(snakemake.output.table, sep="\t", index=False)
+    atomic_write(snakemake.output.table, table.to_csv, sep="\t", index=False)
     log.info("%d benchmark files under %s -> %s", len(paths), root, snakemake.output.table)

@@ -11,6 +11,7 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from sgdvi.atomic import atomic_write  # noqa: E402
 from sgdvi.data import load_prepared  # noqa: E402
 from sgdvi.irreversibility import sgd  # noqa: E402
 from sgdvi.rulelog import rule_log  # noqa: E402
@@ -54,5 +55,7 @@ with rule_log(snakemake.log[0], "irreversibility_current") as log:
     summary |= {"variant": run["variant"], "seed": int(run["seed"])}
     log.info("verdict: %s", summary)
     table = sgd.current_table(projs, summary)
-    table.to_parquet(snakemake.output.table, index=False)
-    np.savez_compressed(snakemake.output.npz, **sgd.current_arrays(projs, eigenvalues, summary))
+    atomic_write(snakemake.output.table, table.to_parquet, index=False)
+    atomic_write(
+        snakemake.output.npz, np.savez_compressed, **sgd.current_arrays(projs, eigenvalues, summary)
+    )

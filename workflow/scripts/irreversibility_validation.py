@@ -9,6 +9,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from sgdvi.atomic import atomic_write  # noqa: E402
 from sgdvi.irreversibility import validation  # noqa: E402
 from sgdvi.rulelog import rule_log  # noqa: E402
 from sgdvi.theory import checks  # noqa: E402
@@ -31,5 +32,5 @@ with rule_log(snakemake.log[0], "irreversibility_validation") as log:
             r.se,
             r.passed,
         )
-    np.savez_compressed(snakemake.output.npz, **arrays)
-    table.to_parquet(snakemake.output.table)
+    atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)
+    atomic_write(snakemake.output.table, table.to_parquet)

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sgdvi.atomic import atomic_write
 from sgdvi.comparison import comparison_table, variants_table
 from sgdvi.diffusion.paper import CLAIMS_SOURCE, PAPER_SOURCE
 from sgdvi.rulelog import rule_log
@@ -17,8 +18,8 @@ with rule_log(snakemake.log[0], "paper_comparison") as log:
         pd.read_parquet(snakemake.input.trajectory[0]) if snakemake.input.trajectory else None
     )
     table = comparison_table(diffusion, trajectory, snakemake.params.figures)
-    table.to_parquet(snakemake.output.parquet, index=False)
-    table.to_csv(snakemake.output.csv, index=False)
+    atomic_write(snakemake.output.parquet, table.to_parquet, index=False)
+    atomic_write(snakemake.output.csv, table.to_csv, index=False)
     log.info("paper values: %s; %s", PAPER_SOURCE, CLAIMS_SOURCE)
     cols = ["figure", "quantity", "paper", "stated", "authors", "holds_stated", "holds_authors"]
     log.info("\n%s", table[cols].to_string())
@@ -29,7 +30,7 @@ with rule_log(snakemake.log[0], "paper_comparison") as log:
         for name, path in zip(experiments, snakemake.input.metrics, strict=True)
     }
     variants = variants_table(diffusion, experiments, snakemake.params.stated, metrics)
-    variants.to_parquet(snakemake.output.variants_parquet, index=False)
-    variants.to_csv(snakemake.output.variants_csv, index=False)
+    atomic_write(snakemake.output.variants_parquet, variants.to_parquet, index=False)
+    atomic_write(snakemake.output.variants_csv, variants.to_csv, index=False)
     cols = ["experiment", "differs_by", "N", "d", "mean", "std", "rank_pct", "test_error"]
     log.info("\n%s", variants[cols].to_string())

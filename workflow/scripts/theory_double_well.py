@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks
 
@@ -21,5 +22,5 @@ with rule_log(snakemake.log[0], "theory_double_well") as log:
             r.passed,
         )
     log.info("critical points of f:\n%s", crit.to_string())
-    table.to_parquet(snakemake.output.table)
-    crit.to_parquet(snakemake.output.critical)
+    atomic_write(snakemake.output.table, table.to_parquet)
+    atomic_write(snakemake.output.critical, crit.to_parquet)

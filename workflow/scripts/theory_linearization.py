@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks
 
@@ -30,5 +31,5 @@ with rule_log(snakemake.log[0], "theory_linearization") as log:
             r.passed,
             r.setting,
         )
-    np.savez_compressed(snakemake.output.npz, **arrays)
-    table.to_parquet(snakemake.output.table)
+    atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)
+    atomic_write(snakemake.output.table, table.to_parquet)

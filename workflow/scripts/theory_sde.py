@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks
 
@@ -37,5 +38,5 @@ with rule_log(snakemake.log[0], "theory_sde") as log:
             r.se,
             r.passed,
         )
-    np.savez_compressed(snakemake.output.npz, **res)
-    table.to_parquet(snakemake.output.table)
+    atomic_write(snakemake.output.npz, np.savez_compressed, **res)
+    atomic_write(snakemake.output.table, table.to_parquet)

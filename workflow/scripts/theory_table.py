@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
@@ -26,4 +27,4 @@ with rule_log(snakemake.log[0], "theory_table") as log:
             r.tolerance,
             r.setting,
         )
-    table.to_parquet(snakemake.output[0])
+    atomic_write(snakemake.output[0], table.to_parquet)

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks, temperature
 
@@ -23,4 +24,4 @@ with rule_log(snakemake.log[0], "theory_temperature") as log:
             checks.row("remarks", "factor_1_minus_b_over_N", r.factor, setting=setting),
             checks.row("remarks", "eta_over_b", r.eta_over_b, setting=setting),
         ]
-    checks.frame(rows).to_parquet(snakemake.output.table)
+    atomic_write(snakemake.output.table, checks.frame(rows).to_parquet)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sgdvi.atomic import atomic_write
 from sgdvi.irreversibility.sgd import trajectory_rows
 from sgdvi.rulelog import rule_log
 from sgdvi.trajectory.plot import trajectory_table
@@ -35,5 +36,5 @@ with rule_log(snakemake.log[0], "trajectory_table") as log:
     # probability current (issue 13): verdict, level, drift, strongest pair per projection
     current = trajectory_rows([pd.read_parquet(p) for p in inputs.currents])
     table = table.merge(current, on=["variant", "seed"], how="left")
-    table.to_parquet(snakemake.output[0], index=False)
+    atomic_write(snakemake.output[0], table.to_parquet, index=False)
     log.info("\n%s", table.T.to_string())

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sgdvi.atomic import atomic_path
 from sgdvi.data.fetch import (
     SourceFailed,
     checksum_mismatches,
@@ -233,9 +234,8 @@ def fetch_mnist(
             LOCAL_HINT,
         )
         for name, path in files.items():
-            part = dest / f".{name}.part"
-            shutil.copyfile(path, part)
-            part.replace(targets[name])
+            with atomic_path(targets[name]) as part:  # removed on any failure (issue 10)
+                shutil.copyfile(path, part)
     for name, path in targets.items():
         log.info("MNIST: %s sha256 %s", path, sha256[name])
     return targets

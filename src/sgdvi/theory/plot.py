@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sgdvi.atomic import atomic_write  # noqa: E402
 from sgdvi.theory import double_well as dw  # noqa: E402
 
 KIND_MARKERS = {
@@ -26,11 +27,14 @@ KIND_MARKERS = {
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path | None = None, dpi: int = 150) -> None:
-    """Write ``fig`` as PDF (and PNG) and close it."""
-    fig.savefig(pdf, bbox_inches="tight")
-    if png is not None:
-        fig.savefig(png, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Write ``fig`` as PDF (and PNG), each atomically (:func:`sgdvi.atomic.atomic_write`),
+    and close it."""
+    try:
+        atomic_write(pdf, fig.savefig, bbox_inches="tight")
+        if png is not None:
+            atomic_write(png, fig.savefig, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def fig4_panel(

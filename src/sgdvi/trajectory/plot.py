@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sgdvi.atomic import atomic_write  # noqa: E402
+
 _GREY = "0.45"
 
 
@@ -169,10 +171,13 @@ def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int) -> plt.Figure:
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
-    Path(pdf).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(pdf, dpi=200)
-    fig.savefig(png, dpi=150)
-    plt.close(fig)
+    """Write ``fig`` as PDF and PNG, each atomically (:func:`sgdvi.atomic.atomic_write`), and
+    close it."""
+    try:
+        atomic_write(pdf, fig.savefig, dpi=200)
+        atomic_write(png, fig.savefig, dpi=150)
+    finally:
+        plt.close(fig)
 
 
 _TABLE_SCALARS = (

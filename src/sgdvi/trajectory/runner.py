@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdvi.atomic import atomic_open
 from sgdvi.schedule import burn_in_schedule, lr_at
 from sgdvi.trajectory.batches import epoch_permutation
 from sgdvi.trajectory.network import STATED_CLASSES, TinyFC
@@ -205,9 +205,9 @@ def _summary(settings: TrajectorySettings, net: TinyFC, n: int, digest: str, n_s
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, run_dir / "run.json")
+    """``run.json``, atomically (a complete file or none)."""
+    with atomic_open(run_dir / "run.json", "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(summary, indent=1))
 
 
 def _start(trainer, store: ChunkStore, n_chunks: int, where: str) -> tuple[int, dict | None]:

@@ -4,7 +4,8 @@ The stored weights go straight into their final place: ``{run_dir}/weights.parti
 preallocated (n_stored, d) float32 ``.npy`` memmap that each chunk fills in place (row k =
 weights after epoch ``first_stored + k``) and flushes before the chunk's record is written.
 A run writes one record per chunk of ``chunk_epochs`` epochs,
-``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (temporary file + rename): the
+``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (:mod:`sgdvi.atomic`: temporary file
++ rename, the temporary file removed on any failure): the
 per-epoch metrics of its epochs, the complete training state at its end (weights, momentum
 buffer, BN running statistics) and a fingerprint of the settings. A killed run resumes from
 the state of the last complete chunk and rewrites the rows of the chunk in progress; since the
@@ -15,7 +16,7 @@ an uninterrupted one.
 
 - ``weights.npy``: (n_stored, d) float32, row k = weights after epoch ``first_stored + k``
   (``numpy.load(..., mmap_mode="r")`` reads columns without loading the file);
-- ``metrics.parquet``: one row per epoch 0..E (see :data:`METRIC_COLUMNS`);
+- ``metrics.parquet``: one row per epoch 0..E (see :data:`METRIC_COLUMNS`), written atomically;
 - ``run.json``: settings, sizes, timing.
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sgdvi.atomic import atomic_write
 from sgdvi.trajectory.state import TrainState
 
 #: per-epoch metrics; row ``epoch`` describes the weights after ``epoch`` finished epochs
@@ -119,10 +121,9 @@ class ChunkStore:
         arrays = {f"m_{k}": np.asarray(v) for k, v in metrics.items()}
         if init_metrics is not None:
             arrays |= {f"init_{k}": np.asarray(v) for k, v in init_metrics.items()}
-        path = self.path(index)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
+        return atomic_write(
+            self.path(index),
+            np.savez,
             params=state.params,
             momentum_buffer=state.momentum_buffer,
             running_mean=state.running_mean,
@@ -132,8 +133,6 @@ class ChunkStore:
             fingerprint=np.array(self.fingerprint),
             **arrays,
         )
-        os.replace(tmp, path)
-        return path
 
     def _read(self, index: int) -> dict[str, np.ndarray] | None:
         path = self.path(index)
@@ -223,9 +222,7 @@ def assemble(
     if store._weights is not None:
         store._weights.flush()
         store._weights = None
-    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
-    metrics.to_parquet(tmp, index=False)
-    os.replace(tmp, metrics_path)
+    atomic_write(metrics_path, metrics.to_parquet, index=False)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(store.weights_path, weights_path)
     return n_stored, metrics
