@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sgdvi.jobguard import (
@@ -186,3 +188,109 @@ def test_ancestor_watch_is_quiet_while_intact():
         time.sleep(0.2)
         assert watch.intact() and not watch.orphaned
     assert calls == []
+
+
+# ------------------------------------------------------------------ the trajectory runner
+
+TRAJ_SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "trajectory_train.py"
+
+
+def trajectory_job(tmp_path: Path, epochs: int) -> str:
+    """Python code running rule trajectory_train's script on toy data, with a stand-in for
+    Snakemake's ``snakemake`` object; the run directory is ``tmp_path / "run"``."""
+    from sgdvi.data import save_prepared
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 200)
+    x = rng.normal(size=(200, 1, 7, 7)).astype(np.float32) + y[:, None, None, None]
+    data = tmp_path / "toy.npz"
+    save_prepared(data, x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    settings = {
+        "epochs": epochs,
+        "burn_in": 2,
+        "batch_size": 50,
+        "lr_burn_in": 0.1,
+        "lr": 0.01,
+        "chunk_epochs": 20,
+        "train_subset": None,
+    }
+    return f"""
+        import runpy
+        from types import SimpleNamespace as ns
+        sm = ns(
+            log=[{str(tmp_path / "train.log")!r}],
+            params=ns(settings={settings!r}, dataset="toy", device="cpu"),
+            wildcards=ns(variant="stated", seed="3"),
+            input=ns(data={str(data)!r}),
+            output=ns(weights={str(tmp_path / "run" / "weights.npy")!r}),
+            threads=1,
+        )
+        runpy.run_path({str(TRAJ_SCRIPT)!r}, init_globals={{"snakemake": sm}})
+        """
+
+
+@linux
+def test_second_trajectory_runner_refuses_naming_the_pid(tmp_path):
+    """rule trajectory_train's script: while a runner holds the seed's directory, a second
+    one exits 1 at once and its log names the holder's PID; the holder is unaffected."""
+    from sgdvi.trajectory.runner import lock_target, run_guard
+
+    run_dir = tmp_path / "run"
+    holder = python(
+        f"""
+        import time
+        from sgdvi.trajectory.runner import run_guard
+        with run_guard({str(run_dir)!r}, "stated seed 3"):
+            print("locked", flush=True)
+            time.sleep(60)
+        """
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            CheckpointLocked, match=rf"stated seed 3: .* in use by PID {holder.pid}"
+        ):
+            with run_guard(run_dir, "stated seed 3"):
+                pass
+        second = python(trajectory_job(tmp_path, epochs=10))
+        assert second.wait(timeout=60) == 1
+        log = (tmp_path / "train.log").read_text()
+        assert f"trajectory runner of stated seed 3: checkpoint {lock_target(run_dir)}" in log
+        assert f"in use by PID {holder.pid}" in log
+        assert holder.poll() is None and not (run_dir / "chunks").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@linux
+def test_trajectory_runner_dies_with_its_parent_and_leaves_resumable_chunks(tmp_path):
+    """kill -9 of the runner's parent: the runner stops within seconds (PDEATHSIG), releases
+    its lock, leaves no temporary file, and the chunks it recorded stay for the rerun."""
+    job = textwrap.dedent(trajectory_job(tmp_path, epochs=1_000_000))
+    parent = python(
+        f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", {job!r}])
+        print(child.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    child = int(parent.stdout.readline())
+    chunks = tmp_path / "run" / "chunks"
+    try:
+        try:
+            assert wait_until(lambda: len(list(chunks.glob("chunk_*.npz"))) >= 2, 60)
+            assert alive(child) and (tmp_path / "run" / "chunks.lock").exists()
+        finally:
+            parent.kill()
+            parent.wait()
+        assert wait_until(lambda: not alive(child), 15), "the runner outlived its parent"
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+    run = tmp_path / "run"
+    assert not (run / "chunks.lock").exists()  # a clean exit, not a kill
+    assert sorted(p.name for p in run.iterdir()) == ["chunks", "weights.partial.npy"]
+    assert all(p.name.startswith("chunk_") for p in chunks.iterdir())  # no temporary file
+    assert "the Snakemake job that started it is gone" in (tmp_path / "train.log").read_text()
