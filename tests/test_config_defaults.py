@@ -94,3 +94,13 @@ def test_a_trajectory_variant_inherits_instead_of_taking_defaults():
     config["trajectory"]["variants"] = {"authors": {"lr": 0.1}}
     validate(config, str(SCHEMA_PATH))
     assert config["trajectory"]["variants"]["authors"] == {"lr": 0.1}
+
+
+def test_the_trainer_default_is_the_schema_default():
+    """train() keeps a default for direct use; it must be the schema's (the rule passes the
+    config's value, filled from the schema)."""
+    from sgdvi.training import DIVERGENCE_FACTOR
+
+    node = SCHEMA["properties"]["training"]["properties"]["divergence_factor"]
+    assert node["default"] == DIVERGENCE_FACTOR
+    assert "divergence_factor" not in SCHEMA["properties"]["training"]["required"]

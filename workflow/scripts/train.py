@@ -17,7 +17,6 @@ from sgdvi.devices import resolve_device
 from sgdvi.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
 from sgdvi.rulelog import rule_log
 from sgdvi.training import (
-    DIVERGENCE_FACTOR,
     LOG,
     CheckpointError,
     StopRequest,
@@ -83,7 +82,7 @@ def main() -> int:
                     eval_batch_size=training["eval_batch_size"],
                     checkpoint_every=training["checkpoint_every"],
                     stop=stop,
-                    divergence_factor=training.get("divergence_factor", DIVERGENCE_FACTOR),
+                    divergence_factor=training["divergence_factor"],
                 )
         except TrainingInterrupted as exc:
             LOG.error("%s", exc)
