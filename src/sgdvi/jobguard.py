@@ -16,7 +16,8 @@ same checkpoint file.
   linked (each one's parent unchanged) and calls ``on_orphaned`` (e.g. ``stop.request``) once
   they are not.
 
-Usage (the trajectory runner can do the same around its chunk loop)::
+Usage (``workflow/scripts/train.py``; the trajectory runner's is
+:func:`sgdvi.trajectory.runner.run_guard`)::
 
     signal.signal(signal.SIGUSR1, lambda *_: stop.request(signal.SIGTERM))
     die_with_parent(signal.SIGUSR1)
