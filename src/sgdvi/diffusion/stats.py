@@ -21,6 +21,7 @@ from sgdvi.diffusion.paper import PAPER_SOURCE, PAPER_VALUES
 
 __all__ = ["PAPER_SOURCE", "PAPER_VALUES"]
 
+
 def spectrum_statistics(eigenvalues: np.ndarray, d: int, threshold: float) -> dict[str, float]:
     """Mean, std (ddof=1), variance of the clipped eigenvalues; rank and rank % of d.
 
