@@ -252,6 +252,16 @@ def traj_settings(keys):
     return lambda wildcards: {k: TRAJ_VARIANTS[wildcards.variant][k] for k in keys}
 
 
+def trajectory_analyse_mem_mb(wildcards):
+    """Peak memory of one analysis: the stored weights (float32, n x d) read once, about
+    four times their size in working arrays (the FFT blocks and surrogates), plus 1 GB.
+    """
+    s = TRAJ_VARIANTS[wildcards.variant]
+    d = sgdvi_config.weight_count("tiny-fc", s["num_classes"])
+    n_stored = s["epochs"] - s["burn_in"]
+    return int(5 * n_stored * d * 4 / 2**20) + 1000
+
+
 def traj_dataset(wildcards):
     return dataset_file(TRAJ_VARIANTS[wildcards.variant]["dataset"])
 

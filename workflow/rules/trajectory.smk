@@ -41,7 +41,9 @@ rule trajectory_analyse:
         "results/benchmarks/trajectory/{variant}/analyse_seed{seed}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
-    threads: 1
+    threads: 2
+    resources:
+        mem_mb=trajectory_analyse_mem_mb,
     params:
         n_lags=traj_setting("n_lags"),
         max_lag_fraction=traj_setting("max_lag_fraction"),
