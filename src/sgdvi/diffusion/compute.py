@@ -166,6 +166,41 @@ def _fast_run(model, x, y, formula, eps, chunk_size, transform, generator, progr
     return _Run(spectrum, trace, grad_norm, t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
+def _solve(
+    chosen: str,
+    solver: str,
+    args: tuple[Any, ...],
+    lanczos: dict[str, Any],
+    generator: torch.Generator | None,
+) -> _Run:
+    """Run the ``chosen`` solver path with TF32 off and log its rank and times; under
+    ``solver="auto"`` a fast run that does not converge falls back to dense, with the
+    generator rewound (same augmentations)."""
+    gen_state = generator.get_state() if generator is not None else None
+    with full_precision():
+        run = None
+        if chosen == "fast":
+            try:
+                run = _fast_run(*args, lanczos)
+            except NotConverged as exc:
+                if solver != "auto":
+                    raise
+                log.warning("%s; falling back to the dense solver", exc)
+                if generator is not None:
+                    generator.set_state(gen_state)
+        if chosen == "gram":
+            run = _gram_run(*args)
+        if run is None:
+            run = _dense_run(*args)
+    sp = run.spectrum
+    log.info(
+        "D(x): rank %d (check %s: %d); gradients %.1f s, moment %.1f s, eigensolver %.1f s",
+        sp.rank, sp.rank_check, sp.rank_check_count,
+        run.seconds_gradients, run.seconds_moment, run.seconds_eigen,
+    )  # fmt: skip
+    return run
+
+
 def diffusion_spectrum(
     model: nn.Module,
     x: torch.Tensor,
@@ -202,7 +237,6 @@ def diffusion_spectrum(
     log.info(
         "D(x): N=%d, d=%d, formula %s, solver %s (asked: %s)", len(x), d, formula, chosen, solver
     )
-    gen_state = generator.get_state() if generator is not None else None
     args = (model, x, y, formula, eps, chunk_size, transform, generator, progress)
     lanczos = {
         "block_size": block_size,
@@ -211,29 +245,9 @@ def diffusion_spectrum(
         "max_dim": max_krylov_dim,
         "seed": seed,
     }
-    with full_precision():
-        run = None
-        if chosen == "fast":
-            try:
-                run = _fast_run(*args, lanczos)
-            except NotConverged as exc:
-                if solver != "auto":
-                    raise
-                log.warning("%s; falling back to the dense solver", exc)
-                if generator is not None:
-                    generator.set_state(gen_state)
-        if chosen == "gram":
-            run = _gram_run(*args)
-        if run is None:
-            run = _dense_run(*args)
-    sp = run.spectrum
-    log.info(
-        "D(x): rank %d (check %s: %d); gradients %.1f s, moment %.1f s, eigensolver %.1f s",
-        sp.rank, sp.rank_check, sp.rank_check_count,
-        run.seconds_gradients, run.seconds_moment, run.seconds_eigen,
-    )  # fmt: skip
+    run = _solve(chosen, solver, args, lanczos, generator)
     return DiffusionResult(
-        spectrum=sp,
+        spectrum=run.spectrum,
         n=len(x),
         d=d,
         formula=formula,

@@ -330,6 +330,79 @@ class _Krylov:
     dim: int
 
 
+class _Basis:
+    """Krylov basis ``Q`` (d x m, float64), its image ``Z = D Q`` and the projection
+    ``T = Q^T D Q``, in buffers that grow (at least doubling, up to ``max_dim``) when full."""
+
+    def __init__(self, d: int, cap: int, max_dim: int, device: torch.device) -> None:
+        self.f64 = {"dtype": torch.float64, "device": device}
+        self.d, self.cap, self.max_dim, self.m = d, cap, max_dim, 0
+        self.q_buf = torch.empty((d, cap), **self.f64)
+        self.z_buf = torch.empty((d, cap), **self.f64)
+        self.t_buf = torch.zeros((cap, cap), **self.f64)
+
+    @property
+    def q(self) -> torch.Tensor:
+        return self.q_buf[:, : self.m]
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.z_buf[:, : self.m]
+
+    @property
+    def t(self) -> torch.Tensor:
+        return self.t_buf[: self.m, : self.m]
+
+    def _grow(self, need: int) -> None:
+        m, d, f64 = self.m, self.d, self.f64
+        self.cap = cap = min(self.max_dim, max(2 * self.cap, need))
+        self.q_buf = torch.cat([self.q_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
+        self.z_buf = torch.cat([self.z_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
+        t_new = torch.zeros((cap, cap), **f64)
+        t_new[:m, :m] = self.t_buf[:m, :m]
+        self.t_buf = t_new
+
+    def append(self, qb: torch.Tensor, zb: torch.Tensor) -> None:
+        """Add the block ``qb`` and its image ``zb``, and the new rows/columns of ``T``."""
+        b = qb.shape[1]
+        if self.m + b > self.cap:
+            self._grow(self.m + b)
+        self.q_buf[:, self.m : self.m + b] = qb
+        self.z_buf[:, self.m : self.m + b] = zb
+        self.m = m = self.m + b
+        cross = self.q.T @ zb  # new columns of the projection T = Q^T D Q
+        self.t_buf[:m, m - b : m] = cross
+        self.t_buf[m - b : m, :m] = cross.T
+
+
+def _lanczos_check(
+    basis: _Basis,
+    theta: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    tol: float,
+    guard: int,
+    keep: int,
+) -> tuple[int, torch.Tensor, float, bool]:
+    """Rank, residual norms, worst relative residual above the threshold, and whether the
+    Krylov space is done (pairs above converged, ``guard`` below certainly below)."""
+    m, q, z = basis.m, basis.q, basis.z
+    threshold = rank_threshold(float(theta[0]), basis.d, eps)
+    rank = int((theta > threshold).sum())
+    k = min(m, rank + guard)
+    n_res = min(m, rank + guard + keep + 1)
+    res = (z @ y[:, :n_res] - (q @ y[:, :n_res]) * theta[:n_res]).norm(dim=0)
+    th = theta[:k]
+    above_ok = bool((res[:rank] <= tol * th[:rank]).all())
+    below = slice(rank, k)
+    below_ok = bool(
+        ((th[below] + res[below] < threshold) | (res[below] <= tol * th[below].abs())).all()
+    )
+    worst = float((res[:rank] / th[:rank]).max()) if rank else 0.0
+    done = above_ok and below_ok and k == rank + guard and m >= rank + guard + keep + 1
+    return rank, res, worst, done
+
+
 def _block_lanczos(
     operator: GradientOperator,
     precision: str,
@@ -345,44 +418,15 @@ def _block_lanczos(
     """Grow a block Krylov space until the pairs above the threshold have relative residual
     ``<= tol`` and ``guard`` Ritz values below it are certainly below (or converged)."""
     d = operator.d
-    f64 = {"dtype": torch.float64, "device": device}
-    cap = min(max_dim, 4 * block_size)
-    q_buf = torch.empty((d, cap), **f64)
-    z_buf = torch.empty((d, cap), **f64)
-    t_buf = torch.zeros((cap, cap), **f64)
+    basis = _Basis(d, min(max_dim, 4 * block_size), max_dim, device)
     start = torch.randn((d, block_size), generator=generator, dtype=torch.float64).to(device)
-    qb = _orthonormal_block(start, q_buf[:, :0], generator)
-    m = 0
+    qb = _orthonormal_block(start, basis.q, generator)
     while True:
         zb = operator(qb, precision)
-        b = qb.shape[1]
-        if m + b > cap:  # grow the buffers
-            cap = min(max_dim, max(2 * cap, m + b))
-            q_buf = torch.cat([q_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
-            z_buf = torch.cat([z_buf[:, :m], torch.empty((d, cap - m), **f64)], dim=1)
-            t_new = torch.zeros((cap, cap), **f64)
-            t_new[:m, :m] = t_buf[:m, :m]
-            t_buf = t_new
-        q_buf[:, m : m + b] = qb
-        z_buf[:, m : m + b] = zb
-        m += b
-        q, z = q_buf[:, :m], z_buf[:, :m]
-        cross = q.T @ zb  # new columns of the projection T = Q^T D Q
-        t_buf[:m, m - b : m] = cross
-        t_buf[m - b : m, :m] = cross.T
-        theta, y = _eigh_descending(t_buf[:m, :m])
-        threshold = rank_threshold(float(theta[0]), d, eps)
-        rank = int((theta > threshold).sum())
-        k = min(m, rank + guard)
-        n_res = min(m, rank + guard + keep + 1)
-        res = (z @ y[:, :n_res] - (q @ y[:, :n_res]) * theta[:n_res]).norm(dim=0)
-        th = theta[:k]
-        above_ok = bool((res[:rank] <= tol * th[:rank]).all())
-        below = slice(rank, k)
-        below_ok = bool(
-            ((th[below] + res[below] < threshold) | (res[below] <= tol * th[below].abs())).all()
-        )
-        worst = float((res[:rank] / th[:rank]).max()) if rank else 0.0
+        basis.append(qb, zb)
+        m, q = basis.m, basis.q
+        theta, y = _eigh_descending(basis.t)
+        rank, res, worst, done = _lanczos_check(basis, theta, y, eps, tol, guard, keep)
         log.info(
             "block Lanczos (%s): dim %d, lambda_max %.6g, rank %d, worst relative residual %.2e",
             precision,
@@ -391,7 +435,7 @@ def _block_lanczos(
             rank,
             worst,
         )
-        if above_ok and below_ok and k == rank + guard and m >= rank + guard + keep + 1:
+        if done:
             n_keep = min(m, rank + guard + keep)
             return _Krylov(theta, q @ y[:, :n_keep], res, rank, m)
         if m + block_size > max_dim:
@@ -401,6 +445,85 @@ def _block_lanczos(
                 "or set diffusion.solver: dense"
             )
         qb = _orthonormal_block(zb, q, generator)
+
+
+@dataclass
+class _RitzStep:
+    """One float64 Rayleigh-Ritz step on a block: Ritz pairs, residuals and the error bound."""
+
+    v: torch.Tensor
+    z: torch.Tensor
+    theta: torch.Tensor
+    res: torch.Tensor
+    rank: int
+    worst: float
+    below_ok: bool
+
+
+def _rayleigh_ritz(
+    operator: GradientOperator,
+    v: torch.Tensor,
+    eps: float,
+    theta_out: float,
+    guard: int,
+    eig_tol: float,
+) -> _RitzStep:
+    """Orthonormalise ``v``, project ``D`` on it in float64, and bound each Ritz value's
+    relative error by ``min(r, r^2 / (theta - theta_out)) / theta``."""
+    with _one_thread():
+        v, _ = torch.linalg.qr(v)
+    z = operator(v, "double")
+    theta, w = _eigh_descending(v.T @ z)
+    v, z = v @ w, z @ w
+    res = (z - v * theta).norm(dim=0)
+    threshold = rank_threshold(float(theta[0]), operator.d, eps)
+    rank = int((theta > threshold).sum())
+    gap = (theta - theta_out).clamp_min(torch.finfo(torch.float64).tiny)
+    bound = torch.minimum(res, res**2 / gap) / theta.abs().clamp_min(
+        torch.finfo(torch.float64).tiny
+    )
+    k = min(v.shape[1], rank + guard)
+    below = slice(rank, k)
+    below_ok = bool(((theta[below] + res[below] < threshold) | (bound[below] <= eig_tol)).all())
+    worst = float(bound[:rank].max()) if rank else 0.0
+    return _RitzStep(v, z, theta, res, rank, worst, below_ok)
+
+
+def _refine(
+    operator: GradientOperator,
+    kry: _Krylov,
+    eps: float,
+    guard: int,
+    eig_tol: float,
+    max_refine: int,
+) -> _RitzStep:
+    """Float64 Rayleigh-Ritz on the kept Ritz vectors, then subspace iterations, until every
+    pair above the threshold has relative error bound ``<= eig_tol``."""
+    n_keep = kry.vectors.shape[1]
+    v = kry.vectors
+    # upper estimate of the spectrum left out of the block: the next Ritz value + its residual
+    theta_out = 0.0
+    if n_keep < kry.dim:
+        theta_out = float(kry.theta[n_keep]) + float(kry.residuals[n_keep])
+    for it in range(max_refine + 1):
+        step = _rayleigh_ritz(operator, v, eps, theta_out, guard, eig_tol)
+        rank, worst = step.rank, step.worst
+        log.info(
+            "float64 Rayleigh-Ritz %d: rank %d of %d kept, worst relative error bound %.2e",
+            it,
+            rank,
+            n_keep,
+            worst,
+        )
+        if worst <= eig_tol and step.below_ok and rank + guard <= n_keep:
+            return step
+        if it == max_refine:
+            raise NotConverged(
+                f"float64 refinement did not reach relative error {eig_tol:g} "
+                f"(worst bound {worst:.2e}, rank {rank}, {n_keep} vectors kept)"
+            )
+        v = step.z  # one subspace iteration step in float64
+    raise AssertionError("unreachable")
 
 
 def fast_spectrum(
@@ -442,47 +565,11 @@ def fast_spectrum(
     kry = _block_lanczos(
         operator, precision, epsv, block_size, krylov_tol, guard, extra, max_dim, gen, device
     )
-    n_keep = kry.vectors.shape[1]
-    v = kry.vectors
-    # upper estimate of the spectrum left out of the block: the next Ritz value + its residual
-    theta_out = 0.0
-    if n_keep < kry.dim:
-        theta_out = float(kry.theta[n_keep]) + float(kry.residuals[n_keep])
-    for it in range(max_refine + 1):
-        with _one_thread():
-            v, _ = torch.linalg.qr(v)
-        z = operator(v, "double")
-        theta, w = _eigh_descending(v.T @ z)
-        v, z = v @ w, z @ w
-        res = (z - v * theta).norm(dim=0)
-        threshold = rank_threshold(float(theta[0]), d, epsv)
-        rank = int((theta > threshold).sum())
-        gap = (theta - theta_out).clamp_min(torch.finfo(torch.float64).tiny)
-        bound = torch.minimum(res, res**2 / gap) / theta.abs().clamp_min(
-            torch.finfo(torch.float64).tiny
-        )
-        k = min(n_keep, rank + guard)
-        below = slice(rank, k)
-        below_ok = bool(((theta[below] + res[below] < threshold) | (bound[below] <= eig_tol)).all())
-        worst = float(bound[:rank].max()) if rank else 0.0
-        log.info(
-            "float64 Rayleigh-Ritz %d: rank %d of %d kept, worst relative error bound %.2e",
-            it,
-            rank,
-            n_keep,
-            worst,
-        )
-        if worst <= eig_tol and below_ok and rank + guard <= n_keep:
-            break
-        if it == max_refine:
-            raise NotConverged(
-                f"float64 refinement did not reach relative error {eig_tol:g} "
-                f"(worst bound {worst:.2e}, rank {rank}, {n_keep} vectors kept)"
-            )
-        v = z  # one subspace iteration step in float64
+    step = _refine(operator, kry, epsv, guard, eig_tol, max_refine)
+    theta, res, rank = step.theta, step.res, step.rank
     spectrum = Spectrum(theta.cpu().numpy(), d=d, eps=epsv, solver="fast", complete=False)
     spectrum.max_rel_residual = float((res[:rank] / theta[:rank]).max()) if rank else 0.0
-    spectrum.max_rel_error_bound = worst
+    spectrum.max_rel_error_bound = step.worst
     spectrum.krylov_dim = kry.dim
     spectrum.operator_passes = operator.passes["single"] + operator.passes["double"]
     return spectrum

@@ -12,9 +12,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sgdvi.atomic import atomic_write
 from sgdvi.diffusion.eigen import clipped_eigenvalues
 from sgdvi.diffusion.stats import spectrum_statistics
 
@@ -55,32 +57,11 @@ def histogram_bins(spectra: Sequence[SnapshotSpectrum], bins: int) -> np.ndarray
     return np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, bins + 1)
 
 
-def plot_spectra(
-    spectra: Sequence[SnapshotSpectrum],
-    out_paths: Sequence[str | Path],
-    title: str,
-    paper: Mapping[str, float] | None = None,
-    bins: int = 40,
-    cmap: str = "Blues",
-    dpi: int = 150,
-) -> dict[str, float]:
-    """Draw one panel of Fig. 1 / Fig. 2 and save it to every path of ``out_paths``.
-
-    Returns the statistics printed under the axes (those of the last snapshot).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not spectra:
-        raise ValueError("no spectra to plot")
-    spectra = sorted(spectra, key=lambda s: s.fraction)
-    edges = histogram_bins(spectra, bins)
-    colormap = plt.get_cmap(cmap)
+def _draw_histograms(
+    ax: Any, spectra: Sequence[SnapshotSpectrum], edges: np.ndarray, colormap: Any
+) -> None:
+    """Overlay the snapshots' histograms (filled and outlined, darker = later) on log axes."""
     shades = np.linspace(0.4, 0.95, len(spectra)) if len(spectra) > 1 else [0.9]
-
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
     for s, shade in zip(spectra, shades, strict=True):
         values = clipped_eigenvalues(s.eigenvalues, s.d, s.threshold)
         counts, _ = np.histogram(values, bins=edges)
@@ -98,10 +79,13 @@ def plot_spectra(
     ax.set_ylim(bottom=0.7)
     ax.set_xlabel(r"eigenvalue $\lambda(D)$")
     ax.set_ylabel("count")
-    ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
 
-    last = spectra[-1]
+
+def _caption(
+    fig: Any, last: SnapshotSpectrum, paper: Mapping[str, float] | None
+) -> dict[str, float]:
+    """Write the paper's caption lines (last snapshot) under the axes, and the paper's values
+    beside them; return the statistics printed."""
     st = spectrum_statistics(last.eigenvalues, last.d, last.threshold)
     lines = [
         rf"$\lambda(D)$ = {format_mean_std(st['mean'], st['std'])}",
@@ -115,8 +99,42 @@ def plot_spectra(
             rf"rank$(D)$ = {paper['rank_pct']:g}%"
         )
         fig.text(0.5, 0.025, ptxt, ha="center", va="bottom", fontsize=8, color="0.4")
-    for path in out_paths:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    return st
+
+
+def plot_spectra(
+    spectra: Sequence[SnapshotSpectrum],
+    out_paths: Sequence[str | Path],
+    title: str,
+    paper: Mapping[str, float] | None = None,
+    bins: int = 40,
+    cmap: str = "Blues",
+    dpi: int = 150,
+) -> dict[str, float]:
+    """Draw one panel of Fig. 1 / Fig. 2 and save it to every path of ``out_paths``, each
+    atomically (:func:`sgdvi.atomic.atomic_write`).
+
+    Returns the statistics printed under the axes (those of the last snapshot).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not spectra:
+        raise ValueError("no spectra to plot")
+    spectra = sorted(spectra, key=lambda s: s.fraction)
+    edges = histogram_bins(spectra, bins)
+    colormap = plt.get_cmap(cmap)
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    try:
+        _draw_histograms(ax, spectra, edges, colormap)
+        ax.set_title(title)
+        ax.legend(frameon=False, fontsize=8)
+        st = _caption(fig, spectra[-1], paper)
+        for path in out_paths:
+            atomic_write(path, fig.savefig, dpi=dpi)
+    finally:
+        plt.close(fig)
     return st

@@ -345,6 +345,47 @@ def _p_values(pw: dict[str, np.ndarray], perm_low: np.ndarray, perm_frac: np.nda
     }
 
 
+def _active_weights(
+    w: np.ndarray, weights_path: str | Path, block_mb: float
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The weights that move (nonzero std) as a (d_active, n) float32 array, their moments
+    (:func:`_weight_moments`) and their indices among the d weights."""
+    n, d = w.shape
+    x = _load(w)
+    mom = _weight_moments(x, _blocks(d, n, block_mb))
+    active = np.flatnonzero(mom["std"] > 0)
+    if active.size == 0:
+        raise ValueError(f"no weight moves in {weights_path}: nothing to analyse")
+    x = _keep_rows(x, active)
+    mom = {key: v[active] for key, v in mom.items()}
+    return x, mom, active
+
+
+def _permutation_nulls(
+    x: np.ndarray,
+    grid: _Grid,
+    blocks: list[slice],
+    pw: dict[str, np.ndarray],
+    seed: int,
+    n_permutations: int,
+    workers: int,
+    log: Callable[[str], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Permutation surrogates of ``low_freq_ratio`` (:func:`_spectrum_null`, normalised by the
+    observed expectation) and of ``ac_frac_outside`` (:func:`_ac_null`, with the number of
+    weights evaluated per surrogate)."""
+    perm_low = _spectrum_null(x, grid, blocks, seed, n_permutations, workers)
+    perm_low /= pw["low_expected"].sum()
+    if log is not None:
+        log(f"spectrum null: {n_permutations} surrogates")
+    perm_frac, evaluated = _ac_null(
+        x, grid, float(pw["frac"].mean()), seed, n_permutations, workers
+    )
+    if log is not None:
+        log(f"autocorrelation null: {n_permutations} surrogates, {evaluated.sum()} weight-FFTs")
+    return perm_low, perm_frac, evaluated
+
+
 def analyse_trajectory(
     weights_path: str | Path,
     *,
@@ -368,26 +409,14 @@ def analyse_trajectory(
     if n < 8:
         raise ValueError(f"{weights_path} holds {n} stored epochs; need at least 8 for spectra")
     grid = _Grid.build(n, n_lags, max_lag_fraction, low_frequency_cutoff)
-    x = _load(w)
-    mom = _weight_moments(x, _blocks(d, n, block_mb))
-    active = np.flatnonzero(mom["std"] > 0)
-    if active.size == 0:
-        raise ValueError(f"no weight moves in {weights_path}: nothing to analyse")
-    x = _keep_rows(x, active)
-    mom = {key: v[active] for key, v in mom.items()}
+    x, mom, active = _active_weights(w, weights_path, block_mb)
     a_ou = nulls.fit_isotropic_ou(mom["ss_delta"], mom["ss_centred"])
     blocks = _blocks(active.size, n, block_mb)
     rng = np.random.default_rng([seed, 20180101])
     curves, pw = _accumulate(x, grid, mom, a_ou, rng, workers, blocks, log)
-    perm_low = _spectrum_null(x, grid, blocks, seed, n_permutations, workers)
-    perm_low /= pw["low_expected"].sum()
-    if log is not None:
-        log(f"spectrum null: {n_permutations} surrogates")
-    perm_frac, evaluated = _ac_null(
-        x, grid, float(pw["frac"].mean()), seed, n_permutations, workers
+    perm_low, perm_frac, evaluated = _permutation_nulls(
+        x, grid, blocks, pw, seed, n_permutations, workers, log
     )
-    if log is not None:
-        log(f"autocorrelation null: {n_permutations} surrogates, {evaluated.sum()} weight-FFTs")
     out: dict[str, np.ndarray | float | int] = {
         "n": n,
         "n_fft": grid.m_fft,
