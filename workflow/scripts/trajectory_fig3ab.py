@@ -13,6 +13,6 @@ with rule_log(snakemake.log[0], "trajectory_fig3ab") as log:
     fig = snakemake.params.fig
     analyses = plot.load_analyses(fig["seeds"], snakemake.input.analyses)
     draw = plot.fig3a if fig["panel"] == "a" else plot.fig3b
-    figure = draw(analyses, lr=fig["lr"])
+    figure = draw(analyses, lr=fig["lr"], setting=plot.setting_label(fig["variant"]))
     plot.save(figure, snakemake.output.pdf, snakemake.output.png)
     log.info("variant %s: wrote %s", fig["variant"], snakemake.output.pdf)

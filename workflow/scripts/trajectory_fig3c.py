@@ -17,6 +17,6 @@ with rule_log(snakemake.log[0], "trajectory_fig3c") as log:
         int(seed): pd.read_parquet(path)
         for seed, path in zip(fig["seeds"], snakemake.input.metrics, strict=True)
     }
-    figure = plot.fig3c(metrics, burn_in=fig["burn_in"])
+    figure = plot.fig3c(metrics, burn_in=fig["burn_in"], setting=plot.setting_label(fig["variant"]))
     plot.save(figure, snakemake.output.pdf, snakemake.output.png)
     log.info("variant %s: wrote %s", fig["variant"], snakemake.output.pdf)

@@ -41,8 +41,22 @@ def _band(ax, x, mean, std, color, label, clip0=False, **kw) -> None:
     ax.plot(x, mean, color=color, lw=0.8, label=label, rasterized=True, **kw)
 
 
-def fig3a(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
-    """Fig. 3a: |rfft| of the increments, mean +- std over weights, per seed; nulls in grey."""
+def setting_label(variant: str) -> str:
+    """Title label of a trajectory variant: '' for the stated setting, else '<variant> setting'."""
+    if variant == "stated":
+        return ""
+    return "authors' setting" if variant == "authors" else f"{variant} setting"
+
+
+def _setting(setting: str) -> str:
+    """Title fragment naming a non-default setting, in parentheses ('' for none)."""
+    return f" ({setting})" if setting else ""
+
+
+def fig3a(analyses: Mapping[int, dict], lr: float | None = None, setting: str = "") -> plt.Figure:
+    """Fig. 3a: |rfft| of the increments, mean +- std over weights, per seed; nulls in grey.
+
+    ``setting`` (e.g. "authors' setting") is appended to the title when given."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     text = []
     for (seed, a), color in zip(analyses.items(), _colors(len(analyses)), strict=True):
@@ -79,7 +93,10 @@ def fig3a(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
     ax.set_ylabel(r"$|\mathrm{FFT}(x^i_{k+1} - x^i_k)|$ (mean $\pm$ std over weights $i$)")
     n = int(a["n"])
     lr_txt = f", lr {lr:g}" if lr is not None else ""
-    ax.set_title(f"Fig. 3a: FFT of the weight increments ({n} stored epochs{lr_txt})", fontsize=9)
+    ax.set_title(
+        f"Fig. 3a{_setting(setting)}: FFT of the weight increments ({n} stored epochs{lr_txt})",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="upper left")
     ax.text(
         0.99,
@@ -104,7 +121,7 @@ def _fig3b_nulls(ax, lags: np.ndarray, a: Mapping, first: bool) -> None:
         ax.plot(lags, a[key], color=_GREY, lw=0.8, ls=ls, label=label if first else None)
 
 
-def fig3b(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
+def fig3b(analyses: Mapping[int, dict], lr: float | None = None, setting: str = "") -> plt.Figure:
     """Fig. 3b: autocorrelation of x_k, mean +- std over weights, 99% band, nulls in grey."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     text = []
@@ -132,9 +149,8 @@ def fig3b(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
     ax.set_xlabel("lag (epochs)")
     ax.set_ylabel(r"autocorrelation of $x^i_k$ (mean $\pm$ std over weights $i$)")
     lr_txt = f", lr {lr:g}" if lr is not None else ""
-    ax.set_title(
-        f"Fig. 3b: autocorrelation of the weights ({int(a['n'])} stored epochs{lr_txt})", fontsize=9
-    )
+    what = f"autocorrelation of the weights ({int(a['n'])} stored epochs{lr_txt})"
+    ax.set_title(f"Fig. 3b{_setting(setting)}: {what}", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     ax.text(
         0.01,
@@ -149,7 +165,7 @@ def fig3b(analyses: Mapping[int, dict], lr: float | None = None) -> plt.Figure:
     return fig
 
 
-def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int) -> plt.Figure:
+def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int, setting: str = "") -> plt.Figure:
     """Fig. 3c: ||grad f(x_k)||_2 / sqrt(d) against epoch k, burn-in included, per seed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     for (seed, m), color in zip(metrics.items(), _colors(len(metrics)), strict=True):
@@ -165,7 +181,10 @@ def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int) -> plt.Figure:
     ax.set_yscale("log")
     ax.set_xlabel("epoch k")
     ax.set_ylabel(r"$\|\nabla f(x_k)\|_2 / \sqrt{d}$ (full training set)")
-    ax.set_title("Fig. 3c: normalised full-dataset gradient norm (train-mode BN)", fontsize=9)
+    ax.set_title(
+        f"Fig. 3c{_setting(setting)}: normalised full-dataset gradient norm (train-mode BN)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     return fig
 
