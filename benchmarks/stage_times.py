@@ -46,9 +46,8 @@ def main() -> None:
     results = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results")
     out = stage_times(results)
     print(out.to_markdown() if hasattr(out, "to_markdown") else out.to_string())
-    print(
-        f"\nsum of job wall times: {out['total s'].sum():.0f} s ({out['total s'].sum() / 60:.1f} min)"
-    )
+    total = out["total s"].sum()
+    print(f"\nsum of job wall times: {total:.0f} s ({total / 60:.1f} min)")
 
 
 if __name__ == "__main__":
