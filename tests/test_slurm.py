@@ -159,7 +159,8 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
     dag_tools.run(work, "--report", "results/report.zip", env=cluster.env(), timeout=300)
     with zipfile.ZipFile(work / "results" / "report.zip") as report:
         in_report = {Path(name).name for name in report.namelist()}
-    figures = {p.name for p in (work / "results" / "figures").glob("*.pdf")}
+    # report() entries are the PNGs (browsers show no PDF inside the report)
+    figures = {p.name for p in (work / "results" / "figures").glob("*.png")}
     assert figures and figures <= in_report, f"figures missing: {sorted(figures - in_report)}"
     assert "benchmarks.tsv" in in_report
 
