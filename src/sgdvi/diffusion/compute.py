@@ -123,8 +123,9 @@ def _dense_run(model, x, y, formula, eps, chunk_size, transform, generator, prog
     return _Run(spectrum, trace, grad_norm, t_grad, t_moment, time.perf_counter() - t)
 
 
-def _gram_run(model, x, y, formula, eps, chunk_size, transform, generator, progress) -> _Run:
-    """Few examples (N < d): stored gradients, centred, all eigenvalues of the N x N Gram."""
+def _centred_gradients(model, x, y, formula, chunk_size, transform, generator, progress):
+    """Stored float32 per-example gradients, centred in place by their exact mean; returns
+    ``(g, scale, trace(D), |mean|, (t_start, t_gradients_done, t_moments_done))``."""
     t0 = time.perf_counter()
     g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
     t1 = time.perf_counter()
@@ -133,7 +134,14 @@ def _gram_run(model, x, y, formula, eps, chunk_size, transform, generator, progr
     centre_in_place(g, mean)
     scale = formula_scale(formula, len(x))
     trace = squared_frobenius(g) * scale
-    t2 = time.perf_counter()
+    return g, scale, trace, grad_norm, (t0, t1, time.perf_counter())
+
+
+def _gram_run(model, x, y, formula, eps, chunk_size, transform, generator, progress) -> _Run:
+    """Few examples (N < d): stored gradients, centred, all eigenvalues of the N x N Gram."""
+    g, scale, trace, grad_norm, (t0, t1, t2) = _centred_gradients(
+        model, x, y, formula, chunk_size, transform, generator, progress
+    )
     spectrum = gram_spectrum(g, scale, eps)
     return _Run(spectrum, trace, grad_norm, t1 - t0, t2 - t1, time.perf_counter() - t2)
 
@@ -145,15 +153,9 @@ def _fast_run(model, x, y, formula, eps, chunk_size, transform, generator, progr
     the exception leaves (no traceback keeps them), so a dense fallback does not hold both
     the ``N x d`` gradients and the ``d x d`` D (issue 10, item 9).
     """
-    t0 = time.perf_counter()
-    g = gradient_matrix(model, x, y, chunk_size, transform, generator, progress)
-    t1 = time.perf_counter()
-    mean = exact_mean(g)
-    grad_norm = float(mean.norm())
-    centre_in_place(g, mean)
-    scale = formula_scale(formula, len(x))
-    trace = squared_frobenius(g) * scale
-    t2 = time.perf_counter()
+    g, scale, trace, grad_norm, (t0, t1, t2) = _centred_gradients(
+        model, x, y, formula, chunk_size, transform, generator, progress
+    )
     failure = None
     try:
         spectrum = fast_spectrum(GradientOperator(g, scale), eps=eps, **lanczos)
