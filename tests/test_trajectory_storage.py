@@ -175,6 +175,32 @@ def test_overlapped_full_pass_gives_the_same_numbers(uninterrupted, tmp_path):
     pd.testing.assert_frame_equal(m0, m1)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_full_pass_every_thins_fig3c_only(uninterrupted, tmp_path, threads):
+    """``full_pass_every = 4``: the full pass after every burn-in epoch, every 4th epoch after
+    it and the last; there its numbers equal the every-epoch run's bit for bit, elsewhere
+    NaN; the weights (and so the rest of the metrics) are unchanged. Resuming keeps it."""
+    x, y = _data()
+    thin = TrajectorySettings(**{**SETTINGS.__dict__, "full_pass_every": 4})
+    assert run_trajectory(x, y, thin, tmp_path, max_chunks=2, threads=threads) is None
+    run_trajectory(x, y, thin, tmp_path, threads=threads)
+    w0, m0 = _outputs(uninterrupted)
+    w1, m1 = _outputs(tmp_path)
+    np.testing.assert_array_equal(w0, w1)
+    b = SETTINGS.burn_in
+    want = [e <= b or (e - b) % 4 == 0 or e == SETTINGS.epochs for e in m1["epoch"]]
+    assert m1["full_pass"].tolist() == want and m0["full_pass"].all()
+    assert m1["full_pass"].sum() == b + 1 + 6  # 0..6, then 10, 14, ..., 30 (the last)
+    full = ["grad_norm", "grad_norm_normalised", "loss", "error"]
+    pd.testing.assert_frame_equal(m1[m1.full_pass][full], m0[m1.full_pass][full])
+    assert m1[~m1.full_pass][full].isna().all().all()
+    rest = ["epoch", "lr", "batch_loss", "batch_error", "stored"]
+    pd.testing.assert_frame_equal(m1[rest], m0[rest])
+    fig = plot.fig3c({3: m1}, b)
+    assert len(fig.axes[0].lines[0].get_xdata()) == m1["full_pass"].sum()
+    plot.plt.close(fig)
+
+
 def test_chunks_without_their_weight_file_are_refused(tmp_path):
     x, y = _data()
     run_trajectory(x, y, SETTINGS, tmp_path, max_chunks=2)

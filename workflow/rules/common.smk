@@ -216,6 +216,7 @@ TRAJ_TRAIN_KEYS = (
     "engine",
     "dtype",
     "num_classes",
+    "full_pass_every",
 )
 
 

@@ -166,9 +166,12 @@ def fig3b(analyses: Mapping[int, dict], lr: float | None = None, setting: str = 
 
 
 def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int, setting: str = "") -> plt.Figure:
-    """Fig. 3c: ||grad f(x_k)||_2 / sqrt(d) against epoch k, burn-in included, per seed."""
+    """Fig. 3c: ||grad f(x_k)||_2 / sqrt(d) against epoch k, burn-in included, per seed, at
+    the epochs with a full-dataset pass (column ``full_pass``; every epoch in older runs)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     for (seed, m), color in zip(metrics.items(), _colors(len(metrics)), strict=True):
+        if "full_pass" in m:
+            m = m[m["full_pass"]]
         ax.plot(
             m["epoch"],
             m["grad_norm_normalised"],

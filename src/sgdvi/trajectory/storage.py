@@ -16,7 +16,8 @@ an uninterrupted one.
 
 - ``weights.npy``: (n_stored, d) float32, row k = weights after epoch ``first_stored + k``
   (``numpy.load(..., mmap_mode="r")`` reads columns without loading the file);
-- ``metrics.parquet``: one row per epoch 0..E (see :data:`METRIC_COLUMNS`), written atomically;
+- ``metrics.parquet``: one row per epoch 0..E (see :data:`METRIC_COLUMNS`; the full-dataset
+  columns only where ``full_pass``), written atomically;
 - ``run.json``: settings, sizes, timing.
 """
 
@@ -38,6 +39,7 @@ from sgdvi.trajectory.state import TrainState
 METRIC_COLUMNS = {
     "epoch": "finished epochs (0 = initial weights)",
     "lr": "learning rate of the epoch just finished (NaN at epoch 0)",
+    "full_pass": "whether the full-dataset pass ran after this epoch (else the next 3 are NaN)",
     "grad_norm": "||grad f(x)||_2 over the full training set, train-mode BN (full-batch stats)",
     "grad_norm_normalised": "grad_norm / sqrt(d), Fig. 3c",
     "loss": "full-dataset cross-entropy, same pass as grad_norm",
@@ -210,6 +212,9 @@ def assemble(
         metrics[col] = metrics[col].astype(np.float64)
     metrics["epoch"] = metrics["epoch"].astype(np.int64)
     metrics["stored"] = metrics["stored"].astype(bool)
+    if "full_pass" not in metrics:  # chunks recorded before full_pass_every existed
+        metrics["full_pass"] = True
+    metrics["full_pass"] = metrics["full_pass"].astype(bool)
     metrics["grad_norm_normalised"] = metrics["grad_norm"] / np.sqrt(store.shape[1])
     metrics = metrics[list(METRIC_COLUMNS)]
     if not (np.diff(metrics["epoch"]) == 1).all() or metrics["epoch"].iloc[0] != 0:
