@@ -17,6 +17,8 @@ rule train:
         "logs/train/{experiment}.log",
     benchmark:
         "results/benchmarks/train/{experiment}.tsv"
+    # after the trajectories, before the rest: the D(x) spectra wait for its snapshots
+    priority: 1
     conda:
         "../../envs/sgdvi.yaml"
     threads: config["training"]["threads"]

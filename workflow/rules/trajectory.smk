@@ -17,6 +17,8 @@ rule trajectory_train:
         "logs/trajectory/{variant}/train_seed{seed}.log",
     benchmark:
         "results/benchmarks/trajectory/{variant}/train_seed{seed}.tsv"
+    # the longest jobs of a run start first, so they do not finish it alone on one core
+    priority: 2
     conda:
         "../../envs/sgdvi.yaml"
     threads: lambda wildcards: TRAJ_VARIANTS[wildcards.variant]["threads"]
@@ -41,7 +43,7 @@ rule trajectory_analyse:
         "results/benchmarks/trajectory/{variant}/analyse_seed{seed}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
-    threads: 2
+    threads: lambda wildcards: TRAJ_VARIANTS[wildcards.variant]["threads"]
     resources:
         mem_mb=trajectory_analyse_mem_mb,
     params:
