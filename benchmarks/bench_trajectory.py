@@ -11,13 +11,17 @@ other processes hits every side alike; each figure is the min and the median ove
    (the workflow's ``threads: 2``; wall time per epoch).
 2. ``--alternatives``: the fast kernels compiled without ``fastmath``, with libm's ``exp``
    instead of the polynomial, and with ``math.ldexp`` instead of the bit-cast ``2**n``
-   intrinsic; each against the shipped kernels (epoch + full pass).
+   intrinsic; each against the shipped kernels (epoch + full pass). With ``--previous``
+   instead: the kernels before issue 12 (no prefetch of the next batch's rows, the gradient
+   product transposed around BLAS), each change alone and both; ``--train-only`` times the
+   training epoch without the full pass.
 3. ``--seeds k``: k seeds trained as one batched job (one 2-thread pool running every seed's
    epoch and full pass) against k solo overlapped runs one after the other, and whether each
    seed's weights are bit-identical between the two.
 
     .venv/bin/python benchmarks/bench_trajectory.py [--data results/data/mnist7-5class.npz]
-        [--dtype float32] [--rounds 10] [--fast-per-round 10] [--alternatives] [--seeds 3]
+        [--dtype float32] [--rounds 10] [--fast-per-round 10] [--alternatives [--previous]
+        [--train-only]] [--seeds 3]
 
 Without --data (or if the file is missing) it uses random data of the real shape
 (30,596 x 49, raw 0..255 pixel values, 5 classes).
@@ -168,6 +172,7 @@ def bench_plain_vs_fast(args, x, y) -> None:
 # --------------------------------------------------------------------------- alternatives
 
 _KERNELS = (
+    "_prefetch_rows",
     "_exp_coeffs",
     "_exp_nonpos",
     "_exp_inplace",
@@ -193,10 +198,36 @@ def _exp_libm(t, k):  # pragma: no cover - compiled
     return np.exp(t)
 
 
-def make_kernels(fastmath: bool = True, exp: str = "poly", pow2: str = "bits") -> tuple:
+def _no_prefetch_rows(x, rows):  # pragma: no cover - compiled
+    """The kernels before issue 12: no prefetch of the next batch's rows."""
+
+
+def _first_layer_grad_transposed(dz, xb, wt, zt, gw1):  # pragma: no cover - compiled
+    """The kernels before issue 12: ``gw1 = (xb^T dz^T)^T``, transposing around BLAS."""
+    m = xb.shape[0]
+    for j in range(16):
+        dj = dz[j]
+        for b in range(m):
+            zt[b, j] = dj[b]
+    gt = wt[1]
+    np.dot(xb.T, zt, gt)
+    for j in range(16):
+        for i in range(49):
+            gw1[j, i] = gt[i, j]
+
+
+def make_kernels(
+    fastmath: bool = True,
+    exp: str = "poly",
+    pow2: str = "bits",
+    prefetch: bool = True,
+    grad: str = "direct",
+) -> tuple:
     """(epoch kernel, full-pass kernel) recompiled from the shipped Python source with other
     options: ``fastmath``; ``exp`` "poly" (shipped) or "libm"; ``pow2`` "bits" (shipped, the
-    LLVM intrinsic) or "ldexp". Not cached (compiled in this process)."""
+    LLVM intrinsic) or "ldexp"; ``prefetch`` of the next batch's rows (shipped) or none;
+    ``grad`` "direct" (shipped: ``dz xb`` in one BLAS call) or "transposed" (before issue 12).
+    Not cached (compiled in this process)."""
     import numba
 
     import sgdvi.trajectory.fast_trainer as ft
@@ -211,6 +242,10 @@ def make_kernels(fastmath: bool = True, exp: str = "poly", pow2: str = "bits") -
         env[name] = numba.njit(**opts)(clone)
     if exp == "libm":
         env["_exp_nonpos"] = numba.njit(**opts)(_exp_libm)
+    if not prefetch:
+        env["_prefetch_rows"] = numba.njit(**opts)(_no_prefetch_rows)
+    if grad == "transposed":
+        env["_first_layer_grad"] = numba.njit(**opts)(_first_layer_grad_transposed)
     return env["_train_epoch"], env["_full_pass"]
 
 
@@ -220,12 +255,21 @@ def bench_alternatives(args, x, y) -> None:
     from sgdvi.trajectory.state import initial_state
 
     n = len(y)
-    variants = {
-        "shipped (fastmath, polynomial exp, bit-cast 2**n)": None,
-        "fastmath off": {"fastmath": False},
-        "libm exp instead of the polynomial": {"exp": "libm"},
-        "math.ldexp instead of the bit-cast 2**n": {"pow2": "ldexp"},
-    }
+    if args.previous:  # issue 12: the training epoch before and after, side by side
+        variants = {
+            "shipped (prefetch, gradient product direct)": None,
+            "no prefetch of the next batch": {"prefetch": False},
+            "gradient product with transposes": {"grad": "transposed"},
+            "previous kernels (neither)": {"prefetch": False, "grad": "transposed"},
+        }
+    else:
+        variants = {
+            "shipped (fastmath, polynomial exp, bit-cast 2**n)": None,
+            "fastmath off": {"fastmath": False},
+            "libm exp instead of the polynomial": {"exp": "libm"},
+            "math.ldexp instead of the bit-cast 2**n": {"pow2": "ldexp"},
+        }
+    full = not args.train_only
     trainers = {}
     for label, opts in variants.items():
         s = time.perf_counter()
@@ -239,15 +283,19 @@ def bench_alternatives(args, x, y) -> None:
     times = {label: [] for label in variants}
     epoch, k = 1, args.fast_per_round
     for _ in range(args.rounds):
+        orders = [epoch_permutation(42, epoch + i, n) for i in range(k)]
         for label, tr in trainers.items():
             s = time.perf_counter()
             for i in range(k):
-                tr.train_epoch(epoch_permutation(42, epoch + i, n), 0.1)
-                tr.full_pass()
+                tr.train_epoch(orders[i], 0.1)
+                if full:
+                    tr.full_pass()
             times[label].append((time.perf_counter() - s) / k)
         epoch += k
     ref = next(iter(times.values()))
-    print(f"\nkernel alternatives, epoch + full pass, {args.rounds} interleaved rounds of {k}")
+    what = "epoch + full pass" if full else "training epoch alone"
+    print(f"\nkernel alternatives, {what}, {args.rounds} interleaved rounds of {k}; "
+          f"load {os.getloadavg()}")  # fmt: skip
     _print_times({label: v for label, v in times.items()})
     print(
         f"{'slow-down of the alternative (alternative / shipped)':72s} {'min':>7s} {'median':>7s}"
@@ -324,6 +372,10 @@ def main() -> None:
     ap.add_argument("--fast-per-round", type=int, default=10, help="fast epochs per round")
     ap.add_argument("--epochs", type=int, default=100_000, help="epochs of the projection")
     ap.add_argument("--alternatives", action="store_true", help="time the kernel options")
+    ap.add_argument("--previous", action="store_true",
+                    help="with --alternatives: the kernels before issue 12 instead")  # fmt: skip
+    ap.add_argument("--train-only", action="store_true",
+                    help="with --alternatives: time the training epoch alone")  # fmt: skip
     ap.add_argument("--seeds", type=int, default=0, help="time k seeds batched vs solo")
     ap.add_argument("--skip-plain", action="store_true", help="skip section 1")
     args = ap.parse_args()
