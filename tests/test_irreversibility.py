@@ -12,6 +12,7 @@ import torch.nn.functional as tF
 from sgdvi.irreversibility import estimator as es
 from sgdvi.irreversibility import lemma20 as l20
 from sgdvi.irreversibility import processes as pr
+from sgdvi.irreversibility import reference as ref
 from sgdvi.irreversibility import sgd
 from sgdvi.models import build_model, flat_parameters
 
@@ -205,3 +206,78 @@ def test_sgd_pipeline_random_walk_is_not_stationary():
         or "not detected" in summary["verdict"]
     )
     assert isinstance(pd.DataFrame([summary]), pd.DataFrame)
+
+
+# ------------------------------------------------------------- fast path vs the reference
+def _drifting_walk(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = np.cumsum(rng.standard_normal((n, d)) * rng.uniform(0.1, 1.0, d), axis=0)
+    return (w + np.linspace(0.0, 5.0, n)[:, None]).astype(np.float32)
+
+
+def test_detrend_matches_remove_drift():
+    """The streaming detrend forms the same float32 increments as remove_drift + diff, the
+    same projection and drift sizes (chunks of 7 rows exercise the chunk seams)."""
+    w = _drifting_walk(200, 9, 0)
+    V = np.linalg.qr(np.random.default_rng(1).standard_normal((9, 3)))[0]
+    dt = sgd._detrend(w, V, chunk=7)
+    dr = es.remove_drift(w)
+    assert np.array_equal(dt.inc, np.diff(dr.x, axis=0).astype(np.float32))
+    assert np.allclose(dt.y, es.project(dr.x, V), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(dt.drift, dr.drift) and dt.displacement == dr.displacement
+    assert dt.relative == pytest.approx(dr.relative, rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [60, 12])  # randomised range finder / full-SVD branch
+def test_block_sums_and_thinned_pca(d):
+    rng = np.random.default_rng(2)
+    inc = rng.standard_normal((1500, d)).astype(np.float32)
+    order = rng.permutation(1500)[:749]
+    blocks = sgd._block_sums(inc, order, 300)
+    starts = sgd._thinning_starts(749, 300)
+    assert np.allclose(blocks, np.add.reduceat(inc[order], starts, axis=0), rtol=1e-6, atol=1e-6)
+    pos = np.cumsum(blocks, axis=0, dtype=np.float64)
+    V_ref, _ = es.pca_directions(pos, 4, max_rows=len(pos))
+    assert np.abs(sgd._thinned_pca(blocks, 4) - V_ref).max() < 1e-6
+
+
+def test_bootstrap_moments_match_lstsq():
+    """Lemma 20's bootstrap from block moments = lstsq on the gathered pairs (up to rounding),
+    also where a constant coordinate makes every resample singular (lstsq fallback)."""
+    x = pr.ou_path(F_IRR, D_IRR, 1.0, 0.1, 20_000, seed=8)
+    flat = np.column_stack([x, np.ones(len(x))])
+    for path in (x, flat):
+        new = l20.bootstrap_ratio(path, 0.1, 30, 10, seed=3)
+        old = ref.bootstrap_ratio(path, 0.1, 30, 10, seed=3)
+        assert new.n_valid == old.n_valid
+        for a, b in [(new.ratio, old.ratio), (new.low, old.low), (new.high, old.high)]:
+            assert a == pytest.approx(b, rel=1e-9, nan_ok=True)
+        assert np.allclose(new.q_se, old.q_se, rtol=1e-7, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize(("d", "max_rows"), [(60, 300), (12, 4000)])
+def test_fast_analysis_matches_reference(d, max_rows):
+    """analyse_current = the straightforward reference: observed L, z, fits and the summary to
+    float rounding; surrogate z-scores of the held-out PCs to ~1e-6 (float32 PCA power
+    iterations and projection); same permutations (the diffusion surrogates agree to 1e-10)."""
+    w = _drifting_walk(1500, d, 4)
+    D = np.linalg.qr(np.random.default_rng(5).standard_normal((d, 4)))[0]
+    s = sgd.Settings(m=4, n_blocks=10, n_surrogates=7, n_boot=15, max_pca_rows=max_rows)
+    summ, projs = sgd.analyse_current(w, D, s, batch=3)
+    summ_ref, projs_ref = ref.analyse_current(w, D, s)
+    assert summ.keys() == summ_ref.keys()
+    for k, v in summ_ref.items():
+        assert summ[k] == (v if isinstance(v, str) else pytest.approx(v, rel=1e-10, nan_ok=True))
+    for p, q in zip(projs, projs_ref, strict=True):
+        assert p.name == q.name
+        assert np.allclose(p.y, q.y, rtol=1e-12, atol=1e-12)
+        assert np.allclose(p.area.L, q.area.L, rtol=1e-10, atol=1e-14)
+        assert np.allclose(p.area.z, q.area.z, rtol=1e-10, atol=1e-10)
+        assert p.fit.ratio == pytest.approx(q.fit.ratio, rel=1e-10)
+        assert (p.fit.low, p.fit.high) == pytest.approx((q.fit.low, q.fit.high), rel=1e-8)
+        assert p.tau == pytest.approx(q.tau, rel=1e-10)
+        assert np.array_equal(p.stat.stationary, q.stat.stationary)
+        assert p.z_sur.shape == q.z_sur.shape == (7, 4, 4)
+        np.testing.assert_allclose(p.z_sur, q.z_sur, rtol=1e-5, atol=1e-6)
+    assert np.allclose(projs[0].z_sur, projs_ref[0].z_sur, rtol=1e-10, atol=1e-12)
+    assert np.allclose(projs[1].extra["directions"], projs_ref[1].extra["directions"])

@@ -8,6 +8,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import json  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -32,6 +33,7 @@ with rule_log(snakemake.log[0], "irreversibility_current") as log:
     weights = np.load(snakemake.input.weights, mmap_mode="r")
     data = load_prepared(snakemake.input.data, train_subset=run["train_subset"])
     log.info("%s: weights %s, %d training images", run, weights.shape, len(data.y_train))
+    t0 = time.perf_counter()
     g = sgd.per_example_gradients(
         np.asarray(weights[0], dtype=np.float64),
         data.x_train.numpy(),
@@ -40,6 +42,7 @@ with rule_log(snakemake.log[0], "irreversibility_current") as log:
         chunk=p["gradient_chunk"],
     )
     directions, eigenvalues = sgd.diffusion_directions(g, p["m"])
+    log.info("per-example gradients and D(x) eigenvectors: %.1f s", time.perf_counter() - t0)
     log.info("D(x) at the first stored epoch: top eigenvalues %s", eigenvalues[:5])
     s = sgd.Settings(
         m=p["m"],

@@ -14,4 +14,6 @@ process in detailed balance):
 * :mod:`.lemma20`: Lemma 20 on data (fit ``F``, ``D`` of eq. (15), recover ``Q``);
 * :mod:`.sgd`: the tiny-fc trajectories (Section IV-B): D(x) directions and the per-seed verdict;
 * :mod:`.validation`: rows of ``results/theory/irreversibility.parquet``.
+* :mod:`.reference`: the straightforward (slow) per-seed analysis the fast path of :mod:`.sgd`
+  is tested and benchmarked against.
 """

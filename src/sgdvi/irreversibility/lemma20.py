@@ -104,17 +104,22 @@ def bootstrap_ratio(
 ) -> BootstrapRatio:
     """Block bootstrap of ``||Q_hat|| / ||D_hat||``: the transition pairs ``(x_k, x_{k+1})`` are
     cut into ``n_blocks`` contiguous blocks, resampled with replacement, and refitted
-    (least squares on the pooled pairs; centred by the full-path mean)."""
+    (least squares on the pooled pairs; centred by the full-path mean).
+
+    A resample's least squares only needs the pooled moments ``X0^T X0``, ``X0^T dX`` and
+    ``dX^T dX`` (``dX = X1 - X0``), which are sums of per-block moments weighted by how often
+    each block was drawn: the same fit as ``lstsq`` on the gathered pairs (up to rounding;
+    :func:`_fit_pairs` is used where a resample's ``X0^T X0`` is singular)."""
     x = np.asarray(x, dtype=float)
     x = x - x.mean(axis=0)
     fit = fit_linear_sde(x, dt)
     bounds = np.linspace(0, len(x) - 1, n_blocks + 1).astype(int)
+    mom = _block_moments(x, bounds)
     rng = np.random.default_rng(seed)
     ratios, qs = [], []
     for _ in range(n_boot):
         pick = rng.integers(0, n_blocks, n_blocks)
-        idx = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in pick])
-        f = _fit_pairs(x[idx], x[idx + 1], dt)
+        f = _fit_resample(x, bounds, mom, pick, dt)
         if np.isfinite(f.ratio):
             ratios.append(f.ratio)
             qs.append(f.Q)
@@ -122,6 +127,39 @@ def bootstrap_ratio(
     lo, hi = np.quantile(ratios, [a, 1.0 - a]) if ratios else (np.nan, np.nan)
     q_se = np.std(qs, axis=0, ddof=1) if len(qs) > 1 else np.full_like(fit.F, np.nan)
     return BootstrapRatio(fit.ratio, float(lo), float(hi), len(ratios), q_se)
+
+
+def _block_moments(x: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per block of transition pairs ``k in [bounds[b], bounds[b+1])``: ``X0^T X0``,
+    ``X0^T dX``, ``dX^T dX`` (each ``(B, m, m)``) and the pair counts."""
+    dx = np.diff(x, axis=0)
+    sl = [slice(s, e) for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+    g = np.array([x[s].T @ x[s] for s in sl])
+    h = np.array([x[s].T @ dx[s] for s in sl])
+    k = np.array([dx[s].T @ dx[s] for s in sl])
+    return g, h, k, np.diff(bounds)
+
+
+def _fit_resample(
+    x: np.ndarray, bounds: np.ndarray, mom: tuple[np.ndarray, ...], pick: np.ndarray, dt: float
+) -> LinearFit:
+    """Least squares of ``x_{k+1}`` on ``x_k`` over the pairs of the blocks ``pick`` (with
+    repeats), from the block moments: ``B = I + G^-1 H``, residual ``dX^T dX - H^T G^-1 H``."""
+    g, h, k, counts = mom
+    c = np.bincount(pick, minlength=len(counts)).astype(float)
+    G, H, K = (np.tensordot(c, a, axes=1) for a in (g, h, k))
+    try:
+        Bd, _, rank, _ = np.linalg.lstsq(G, H, rcond=None)
+        if rank == len(G):
+            res = K - H.T @ Bd
+            C = (res + res.T) / 2.0 / max(1, int(c @ counts) - len(G))
+            F = _drift_from_transition(np.eye(len(G)) + Bd.T, dt)
+            return _decompose(F, _diffusion_from_residuals(F, C, dt))
+    except (np.linalg.LinAlgError, ValueError):
+        pass
+    # singular X0^T X0 or a failed step: exactly what lstsq on the gathered pairs gives
+    idx = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in pick])
+    return _fit_pairs(x[idx], x[idx + 1], dt)
 
 
 def _fit_pairs(X0: np.ndarray, X1: np.ndarray, dt: float) -> LinearFit:
