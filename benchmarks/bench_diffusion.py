@@ -9,14 +9,17 @@ Cases (each in a fresh subprocess, so its peak memory is its own):
   both ranks (the issue asks >= 30x, same rank).
 - ``fc-subset``: the same comparison for small-fc (d = 3,978) on 2,000 examples of 7x7 MNIST.
 - ``lenet``: the pipeline on a full small-lenet snapshot (N = 60,000, d = 13,338); target
-  <= 60 s on the 2-core development machine (issue 12).
-- ``fc``: a full small-fc snapshot (N = 60,000): the solver ``auto`` picks (dense: float64 D
-  by dsyrk + eigensolver) side by side with block Lanczos (``fast``, the path before issue
-  12); target <= 20 s.
+  <= 60 s on the 2-core development machine (issue 12). Old (``--baseline``) vs new.
+- ``fc``: a full small-fc snapshot (N = 60,000, the dense path: float64 D by dsyrk +
+  eigensolver); target <= 20 s. Old (``--baseline``) vs new.
+- ``fc-fast``: that snapshot with block Lanczos (``fast``, the path before issue 12) vs
+  ``auto`` (dense).
 
-Every case runs ``--repeats`` times (fresh processes) and prints min and median of the total
-and of its parts: per-example gradients, moment (the full gradient and D, or the centring),
-eigensolver (with the rank check).
+Every case runs ``--repeats`` times (fresh processes; old and new alternate) and prints min
+and median of the total and of its parts: per-example gradients, moment (the full gradient
+and D, or the centring), eigensolver (with the rank check), and the load average.
+"Old" runs the same worker with ``src/sgdvi/diffusion`` taken from the git revision
+``--baseline`` (the rest of the package as checked out), "new" the working tree.
 - ``allcnn``: the pipeline on small-allcnn with random CIFAR-shaped data (N = 50,000,
   d = 26,982; CIFAR cannot be downloaded there); target < 10 minutes and < 10 GB peak.
 
@@ -41,7 +44,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = ("subset", "fc-subset", "lenet", "fc", "allcnn")
+CASES = ("subset", "fc-subset", "lenet", "fc", "fc-fast", "allcnn")
+#: the diffusion package before issue 12 goal 5 (residual-augmented refinement, fused
+#: centring, MKL eigensolver): the "old" side of the lenet and fc cases
+BASELINE = "a62a316"
 
 
 def _lenet_model_and_data(n: int, device: str):
@@ -162,7 +168,7 @@ def worker(case: str, device: str, threads: int, subset: int) -> dict:
     elif case == "subset-pipeline":
         model, x, y, notes = _lenet_model_and_data(subset, device)
         out = pipeline(model, x, y)
-    elif case in ("fc-subset-reference", "fc-subset-pipeline", "fc-dense", "fc-fast"):
+    elif case in ("fc-subset-reference", "fc-subset-pipeline", "fc-dense", "fc-fast", "fc"):
         n = subset if case.startswith("fc-subset") else 60000
         model, x, y, notes = _model_and_data("fc-mnist7", "small-fc", "mnist7", 7, n, device)
         if case == "fc-subset-reference":
@@ -188,20 +194,61 @@ def worker(case: str, device: str, threads: int, subset: int) -> dict:
     return out
 
 
+def baseline_tree(rev: str) -> Path:
+    """A copy of ``src/sgdvi`` with its ``diffusion`` package from git revision ``rev``."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="bench_diffusion_"))
+    shutil.copytree(REPO / "src" / "sgdvi", root / "sgdvi")
+    shutil.rmtree(root / "sgdvi" / "diffusion")
+    tar = root / "old.tar"
+    subprocess.run(
+        ["git", "-C", str(REPO), "archive", "-o", str(tar), rev, "src/sgdvi/diffusion"],
+        check=True,
+    )
+    with tarfile.open(tar) as t:
+        t.extractall(root / "x", filter="data")
+    shutil.move(root / "x" / "src" / "sgdvi" / "diffusion", root / "sgdvi" / "diffusion")
+    return root
+
+
+def _run_once(case: str, device: str, threads: int, subset: int, path: Path | None) -> dict:
+    import os
+
+    cmd = [sys.executable, __file__, "--worker", case, "--device", device]
+    cmd += ["--threads", str(threads), "--subset", str(subset)]
+    env = dict(os.environ)
+    if path is not None:  # the baseline package first on sys.path
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    load = os.getloadavg()[0]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["load"] = (load, os.getloadavg()[0])
+    return out
+
+
 def run_case(case: str, device: str, threads: int, subset: int, repeats: int = 1) -> dict:
     """Run ``case`` ``repeats`` times, each in a fresh process; the last run's fields plus
     ``runs`` (every run's times)."""
-    cmd = [sys.executable, __file__, "--worker", case, "--device", device]
-    cmd += ["--threads", str(threads), "--subset", str(subset)]
-    runs = []
-    for _ in range(repeats):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs = [_run_once(case, device, threads, subset, None) for _ in range(repeats)]
     out = dict(runs[-1])
     out["runs"] = runs
     return out
+
+
+def run_pair(case: str, device: str, threads: int, repeats: int, old: Path) -> tuple[dict, dict]:
+    """``case`` with the baseline package and with the working tree, alternating."""
+    runs: dict[str, list[dict]] = {"old": [], "new": []}
+    for _ in range(repeats):
+        for side, path in (("old", old), ("new", None)):
+            r = _run_once(case, device, threads, 0, path)
+            r["case"] = f"{case} ({side})"
+            runs[side].append(r)
+    return tuple({**runs[side][-1], "runs": runs[side]} for side in ("old", "new"))
 
 
 _PARTS = ("seconds", "seconds_gradients", "seconds_moment", "seconds_eigen")
@@ -213,7 +260,11 @@ def _stats(r: dict, key: str) -> tuple[float, float]:
 
 
 def _line(r: dict) -> str:
-    extra = f", solver {r['solver']}, Krylov dim {r['krylov_dim']}" if "solver" in r else ""
+    extra = (
+        f", solver {r['solver']}, Krylov dim {r['krylov_dim']}, passes {r['operator_passes']}"
+        if "solver" in r
+        else ""
+    )
     if "rank_check" in r:
         extra += f", rank check {r['rank_check']}"
     parts = ", ".join(
@@ -221,9 +272,11 @@ def _line(r: dict) -> str:
         for name, key in zip(("gradients", "moment", "eigen"), _PARTS[1:], strict=True)
     )
     lo, med = _stats(r, "seconds")
+    loads = " ".join(f"{a:.1f}-{b:.1f}" for a, b in (run["load"] for run in r["runs"]))
     return (
         f"  {r['case']:<20} N={r['n']:>6}  min/median {lo:7.1f}/{med:7.1f} s ({parts} s)  "
-        f"rank {r['rank']:>4}  peak {r['peak_mb'] / 1024:.2f} GB{extra}  [{r['notes']}]"
+        f"rank {r['rank']:>4}  peak {r['peak_mb'] / 1024:.2f} GB{extra}  load {loads}  "
+        f"[{r['notes']}]"
     )
 
 
@@ -247,6 +300,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--subset", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side (min/median)")
+    ap.add_argument("--baseline", default=BASELINE, help="git revision of the old side")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -266,13 +320,18 @@ def main() -> None:
     if "fc-subset" in args.cases:
         ref, new = run("fc-subset-reference"), run("fc-subset-pipeline")
         _compare(ref, new, f"small-fc, {args.subset} examples: authors' method vs pipeline")
+    if "lenet" in args.cases or "fc" in args.cases:
+        base = baseline_tree(args.baseline)
+        print(f"old = src/sgdvi/diffusion at {args.baseline}, new = the working tree")
     if "lenet" in args.cases:
-        r = run("lenet")
-        print("full small-lenet snapshot (target <= 60 s on 2 CPU cores)")
-        print(_line(r))
+        old, new = run_pair("lenet", args.device, args.threads, args.repeats, base)
+        _compare(old, new, "full small-lenet snapshot (target <= 60 s on 2 CPU cores)")
     if "fc" in args.cases:
+        old, new = run_pair("fc", args.device, args.threads, args.repeats, base)
+        _compare(old, new, "full small-fc snapshot (target <= 20 s on 2 CPU cores)")
+    if "fc-fast" in args.cases:
         old, new = run("fc-fast"), run("fc-dense")
-        _compare(old, new, "full small-fc snapshot (target <= 20 s): block Lanczos vs auto")
+        _compare(old, new, "full small-fc snapshot: block Lanczos vs auto (dense)")
     if "allcnn" in args.cases:
         r = run_case("allcnn", args.device, args.threads, args.subset, 1)
         print("full small-allcnn (target < 600 s and < 10 GB on 2 CPU cores)")

@@ -8,9 +8,15 @@ import torch
 from torch import nn
 
 from sgdvi.diffusion.compute import diffusion_spectrum
-from sgdvi.diffusion.gradients import gradient_matrix, iter_gradient_chunks
+from sgdvi.diffusion.gradients import (
+    gradient_matrix,
+    hooks_supported,
+    iter_gradient_chunks,
+    per_example_grad_fn,
+)
 from sgdvi.diffusion.moments import (
     CentredMoment,
+    centre_and_square,
     centre_in_place,
     diffusion_from_centred,
     exact_mean,
@@ -83,6 +89,51 @@ def test_per_example_gradients_match_autograd_loop():
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
 
 
+def conv_variants_net() -> nn.Sequential:
+    """Padding, stride, dilation (the F.unfold fallback), no-bias layers, BN1d on 3-D input."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.Conv2d(2, 3, 2, dilation=2, bias=False),
+        nn.Flatten(2),
+        nn.BatchNorm1d(3),
+        nn.Linear(1, 2, bias=False),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    ).double()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("make", [tiny_net, conv_variants_net])
+@pytest.mark.parametrize("method", ["hooks", "vmap"])
+def test_both_gradient_methods_match_autograd_loop(make, method):
+    """The batched-backward (hooks) and vmap(grad) paths against one example at a time."""
+    net = make()
+    x, y = data()
+    assert hooks_supported(net)
+    ours = per_example_grad_fn(net, method)(x, y).numpy()
+    ref = naive_gradients(net, x, y)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_hooks_are_not_used_where_unsupported():
+    net = tiny_net()
+    net[0].padding_mode = "reflect"
+    assert not hooks_supported(net)
+    with pytest.raises(ValueError, match="hooks"):
+        per_example_grad_fn(net, "hooks")
+    net = tiny_net()
+    net[1].track_running_stats, net[1].running_mean = False, None  # batch statistics
+    assert not hooks_supported(net)
+
+
 def test_full_gradient_is_the_exact_mean():
     net = tiny_net()
     x, y = data()
@@ -109,6 +160,22 @@ def test_diffusion_matches_naive_loop(chunk):
     D2 = diffusion_from_centred(g, chunk_rows=chunk).numpy()
     assert np.abs(D2 - ref).max() <= 1e-10 * np.abs(ref).max()
     assert squared_frobenius(g) / len(x) == pytest.approx(np.trace(ref), rel=1e-12)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 128])
+def test_fused_centring_equals_the_two_passes(chunk_rows):
+    """centre_and_square gives bit for bit the centred g of centre_in_place and the float64
+    sum of squares of squared_frobenius, and the trace of a numpy reference."""
+    rng = np.random.default_rng(4)
+    g0 = torch.from_numpy((rng.normal(size=(50, 23)) + 3.0).astype(np.float32))
+    mean = exact_mean(g0)
+    a, b = g0.clone(), g0.clone()
+    centre_in_place(a, mean)
+    ss = centre_and_square(b, mean, chunk_rows=chunk_rows)
+    assert torch.equal(a, b)
+    assert ss == squared_frobenius(a)
+    ref = g0.double().numpy() - g0.double().numpy().mean(axis=0)
+    assert ss == pytest.approx((ref**2).sum(), rel=1e-6)  # float32 rounding of the centred g
 
 
 def test_reference_is_sensitive_to_eval_mode():

@@ -37,10 +37,9 @@ from sgdvi.diffusion.gradients import InputTransform, gradient_matrix, iter_grad
 from sgdvi.diffusion.moments import (
     CentredMoment,
     Formula,
-    centre_in_place,
+    centre_and_square,
     exact_mean,
     formula_scale,
-    squared_frobenius,
 )
 
 log = logging.getLogger(__name__)
@@ -131,9 +130,8 @@ def _centred_gradients(model, x, y, formula, chunk_size, transform, generator, p
     t1 = time.perf_counter()
     mean = exact_mean(g)
     grad_norm = float(mean.norm())
-    centre_in_place(g, mean)
     scale = formula_scale(formula, len(x))
-    trace = squared_frobenius(g) * scale
+    trace = centre_and_square(g, mean) * scale  # centred in place, one pass
     return g, scale, trace, grad_norm, (t0, t1, time.perf_counter())
 
 

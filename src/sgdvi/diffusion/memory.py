@@ -2,8 +2,9 @@
 
 The paths of :func:`sgdvi.diffusion.compute.diffusion_spectrum` hold at their peak:
 
-- ``dense``: the float64 scatter/D (``8 d^2`` bytes) and one chunk of per-example gradients
-  (``chunk_size x d`` float32 plus its float64 copy and vmap's intermediates, ~4x);
+- ``dense``: the float64 scatter/D (``8 d^2`` bytes; twice for d <= 8192, the eigensolver's
+  working copy) and one chunk of per-example gradients
+  (``chunk_size x d`` float32 plus its float64 copy and the backward pass intermediates, ~4x);
 - ``fast``: the float32 gradients (``4 N d``), the float64 Krylov basis and its image
   (``2 x 8 d max_dim``) and the refinement block (``3 x 8 d k``, k <= max_dim);
 - ``gram`` (N < d): the float32 gradients and the float64 N x N Gram matrix;
@@ -18,10 +19,16 @@ from __future__ import annotations
 
 BASE_MB = 1500  # python + torch + numpy/scipy + model, measured ~1.1 GB on CPU
 
+#: the dense CPU eigensolver takes MKL's ``syevd`` through torch (a working copy of D) up to
+#: this d, else OpenBLAS's through scipy in place (:func:`sgdvi.diffusion.eigen.dense_spectrum`)
+TORCH_EIGH_MAX_D = 8192
+
 
 def dense_bytes(d: int, chunk_size: int) -> int:
-    """The d x d float64 D and one chunk of gradients with its working copies."""
-    return 8 * d * d + 4 * 4 * chunk_size * d
+    """The d x d float64 D (twice up to ``TORCH_EIGH_MAX_D``: the eigensolver's working copy)
+    and one chunk of gradients with its working copies."""
+    copies = 2 if d <= TORCH_EIGH_MAX_D else 1
+    return copies * 8 * d * d + 4 * 4 * chunk_size * d
 
 
 def fast_bytes(n: int, d: int, max_dim: int, chunk_size: int) -> int:

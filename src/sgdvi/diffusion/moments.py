@@ -14,6 +14,7 @@ update of Chan, Golub & LeVeque (1979), so the result does not suffer the cancel
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -49,7 +50,9 @@ class CentredMoment:
     suffices and no ``N x d`` matrix is kept. Memory: one ``d x d`` float64 matrix. On the
     CPU each chunk's scatter is a float64 ``dsyrk`` (upper triangle only: half the flops of a
     full product, the same float64 arithmetic); the lower triangle is filled in by
-    :meth:`diffusion`.
+    :meth:`diffusion`. The merge terms ``n_a n_b / n * delta delta^T`` are kept as rows
+    ``sqrt(n_a n_b / n) * delta`` and added by one rank-k update in :meth:`diffusion` (the
+    same sum, without a pass over the ``d x d`` matrix per chunk).
     """
 
     def __init__(self, d: int, device: str | torch.device = "cpu") -> None:
@@ -61,6 +64,20 @@ class CentredMoment:
             self.scatter = torch.from_numpy(self._scatter_np)
         else:
             self.scatter = torch.zeros((d, d), dtype=torch.float64, device=device)
+        self._deltas: list[torch.Tensor] = []
+
+    def _rank_k(self, rows: torch.Tensor) -> None:
+        """``scatter += rows^T rows`` (upper triangle by dsyrk on the CPU)."""
+        if self._syrk:
+            from scipy.linalg.blas import dsyrk
+
+            # rows (k x d, C order) is rows^T in Fortran order: dsyrk(trans=0) gives rows^T rows
+            a = np.ascontiguousarray(rows.numpy()).T
+            out = dsyrk(1.0, a, beta=1.0, c=self._scatter_np, trans=0, overwrite_c=1)
+            if out is not self._scatter_np and not np.shares_memory(out, self._scatter_np):
+                self._scatter_np[...] = out  # (never expected: overwrite_c on Fortran order)
+        else:
+            self.scatter.addmm_(rows.T, rows)
 
     def update(self, chunk: torch.Tensor) -> None:
         """Add the rows of ``chunk`` (``n_c x d``, any float dtype)."""
@@ -72,17 +89,9 @@ class CentredMoment:
         c = c - mean_c
         n = self.n + n_c
         delta = mean_c - self.mean
-        if self._syrk:
-            from scipy.linalg.blas import dsyrk
-
-            # c (n_c x d, C order) is c^T in Fortran order: dsyrk(trans=0) gives c^T c
-            out = dsyrk(1.0, c.numpy().T, beta=1.0, c=self._scatter_np, trans=0, overwrite_c=1)
-            if out is not self._scatter_np and not np.shares_memory(out, self._scatter_np):
-                self._scatter_np[...] = out  # (never expected: overwrite_c on Fortran order)
-        else:
-            self.scatter.addmm_(c.T, c)
+        self._rank_k(c)
         if self.n:
-            self.scatter.addr_(delta, delta, alpha=self.n * n_c / n)
+            self._deltas.append(delta * math.sqrt(self.n * n_c / n))
         self.mean += delta * (n_c / n)
         self.n = n
 
@@ -90,6 +99,9 @@ class CentredMoment:
         """D as a float64 ``d x d`` matrix (the scatter scaled in place: call once)."""
         if self.n == 0:
             raise ValueError("no gradients were accumulated")
+        if self._deltas:
+            self._rank_k(torch.stack(self._deltas))
+            self._deltas = []
         if self._syrk:  # dsyrk wrote the upper triangle; mirror it (row by row blocks)
             m = self._scatter_np
             for i in range(0, m.shape[0], 512):
@@ -100,7 +112,7 @@ class CentredMoment:
         return self.scatter.mul_(formula_scale(formula, self.n))
 
 
-def exact_mean(g: torch.Tensor, chunk_rows: int = 4096) -> torch.Tensor:
+def exact_mean(g: torch.Tensor, chunk_rows: int = 256) -> torch.Tensor:
     """The full gradient ``(1/N) sum_k g_k`` of a stored ``N x d`` matrix, summed in float64."""
     total = torch.zeros(g.shape[1], dtype=torch.float64, device=g.device)
     for i in range(0, g.shape[0], chunk_rows):
@@ -114,6 +126,24 @@ def centre_in_place(g: torch.Tensor, mean: torch.Tensor, chunk_rows: int = 4096)
         block = g[i : i + chunk_rows]
         block.copy_(block.to(torch.float64) - mean)
     return g
+
+
+def centre_and_square(g: torch.Tensor, mean: torch.Tensor, chunk_rows: int = 128) -> float:
+    """:func:`centre_in_place` and :func:`squared_frobenius` in one pass over ``g``.
+
+    Each block of ``chunk_rows`` rows is promoted to float64 once (small enough to stay in
+    cache), centred, rounded back into ``g``, and the squares of the rounded values summed in
+    float64: the same numbers as the two functions, one read and one write of ``g`` instead of
+    two reads and a write, and no large float64 temporaries.
+    """
+    total = torch.zeros((), dtype=torch.float64, device=g.device)
+    for i in range(0, g.shape[0], chunk_rows):
+        block = g[i : i + chunk_rows]
+        b64 = block.to(torch.float64).sub_(mean)
+        block.copy_(b64)
+        b64.copy_(block).square_()
+        total += b64.sum()
+    return float(total)
 
 
 def squared_frobenius(g: torch.Tensor, chunk_rows: int = 4096) -> float:
