@@ -235,3 +235,7 @@ def test_analysis_table_and_figures_from_a_run(uninterrupted, tmp_path):
     assert len(table) == 1 and table["d_active"].iloc[0] == analysis["d_active"] <= D - 16
     assert table["n"].iloc[0] == SETTINGS.epochs - SETTINGS.burn_in
     assert 0 < table["low_freq_p_value"].iloc[0] <= 1
+    m = pd.read_parquet(uninterrupted / "metrics.parquet")
+    first_after = m[m["epoch"] == SETTINGS.burn_in + 1]["grad_norm_normalised"].iloc[0]
+    assert table["grad_norm_normalised_after_burn_in"].iloc[0] == first_after
+    assert table["grad_norm_normalised_initial"].iloc[0] == m["grad_norm_normalised"].iloc[0]

@@ -296,21 +296,22 @@ def _fig3b_rows(st: pd.DataFrame, au: pd.DataFrame, src: Mapping[str, str]) -> l
 def _fig3c_rows(st: pd.DataFrame, au: pd.DataFrame, src: Mapping[str, str]) -> list[dict[str, Any]]:
     """Fig. 3c / Remark 18: the drop of the normalised gradient norm and its final level."""
     spec = PAPER_CLAIMS["fig3c_grad_norm_drop"]
-    drop = {}
+    drop, drop_all = {}, {}
     for name, t in ((STATED, st), (AUTHORS, au)):
-        drop[name] = _mean(t, "grad_norm_normalised_initial") / _mean(
-            t, "grad_norm_normalised_last10pct_mean"
-        )
+        last = _mean(t, "grad_norm_normalised_last10pct_mean")
+        drop[name] = _mean(t, "grad_norm_normalised_after_burn_in") / last
+        drop_all[name] = _mean(t, "grad_norm_normalised_initial") / last
     drop_row = _row(
         spec["figure"],
-        "drop of |grad f|/sqrt(d): first epoch / mean of the last 10 %",
+        "drop of |grad f|/sqrt(d): first epoch after burn-in / mean of the last 10 %",
         spec["value"],
         drop[STATED],
         drop[AUTHORS],
         claim=spec["claim"],
         **src,
-        note="Remark 18: 'drops only by about a factor of 3 over the next 10^5 epochs'; "
-        "ours from the first recorded epoch (burn-in included, as Fig. 3c)",
+        note="Remark 18: 'drops only by about a factor of 3 over the next 10^5 epochs' (Fig. 3c "
+        "'without burnin'); from the very first epoch (burn-in included): stated "
+        f"{drop_all[STATED]:.3g}, authors' {drop_all[AUTHORS]:.3g}",
     )
     spec = PAPER_CLAIMS["fig3c_grad_norm_level"]
     level_row = _row(

@@ -227,6 +227,13 @@ _TABLE_SCALARS = (
 )
 
 
+def _first_after(metrics: pd.DataFrame, burn_in: int) -> float:
+    """``|grad f|/sqrt(d)`` at the first epoch after ``burn_in`` that has a full-dataset pass
+    (NaN if there is none)."""
+    after = metrics[(metrics["epoch"] > burn_in) & metrics["grad_norm_normalised"].notna()]
+    return float(after["grad_norm_normalised"].iloc[0]) if len(after) else float("nan")
+
+
 def trajectory_table(
     seeds: Sequence[int],
     analyses: Sequence[str | Path],
@@ -257,6 +264,8 @@ def trajectory_table(
         row |= {k: a[k].item() for k in _TABLE_SCALARS}
         row |= {
             "grad_norm_normalised_initial": float(m["grad_norm_normalised"].iloc[0]),
+            # Remark 18's "over the next 10^5 epochs": from the first full pass after burn-in
+            "grad_norm_normalised_after_burn_in": _first_after(m, s["burn_in"]),
             "grad_norm_normalised_last10pct_mean": float(tail["grad_norm_normalised"].mean()),
             "grad_norm_normalised_min": float(m["grad_norm_normalised"].min()),
             "loss_last10pct_mean": float(tail["loss"].mean()),
