@@ -8,7 +8,9 @@ other processes hits every side alike; each figure is the min and the median ove
    Speed-ups (plain / fast): (1) training epoch alone, (2) epoch + full pass on both sides,
    (3) the plain loop's training epoch alone vs the fast epoch INCLUDING its full pass (the
    issue's >= 20x target), (4) the same with the fast full pass overlapped in a second thread
-   (the workflow's ``threads: 2``; wall time per epoch).
+   (the workflow's ``threads: 2``; wall time per epoch), (5) the same against the workflow's
+   schedule after burn-in on one thread: a full pass after every ``--fast-per-round``-th
+   epoch (``trajectory.full_pass_every``, default 10).
 2. ``--alternatives``: the fast kernels compiled without ``fastmath``, with libm's ``exp``
    instead of the polynomial, and with ``math.ldexp`` instead of the bit-cast ``2**n``
    intrinsic; each against the shipped kernels (epoch + full pass). With ``--previous``
@@ -111,7 +113,7 @@ def bench_plain_vs_fast(args, x, y) -> None:
     print(f"numba compile / cache load: {time.perf_counter() - t0:.1f} s (once per process)")
     ref.train_epoch(epoch_permutation(42, 0, n), 0.1)
     ref.full_pass()
-    t = {k: [] for k in ("ref_train", "ref_full", "fast_train", "fast_full", "overlap")}
+    t = {k: [] for k in ("ref_train", "ref_full", "fast_train", "fast_full", "overlap", "thin")}
     epoch, k = 1, args.fast_per_round
     for _ in range(args.rounds):
         order = epoch_permutation(42, epoch, n)
@@ -137,11 +139,17 @@ def bench_plain_vs_fast(args, x, y) -> None:
             over.epoch(epoch_permutation(42, epoch + i, n), 0.1)
         over.drain()
         t["overlap"].append((time.perf_counter() - s) / k)
+        s = time.perf_counter()  # the workflow after burn-in: a full pass every k-th epoch
+        for i in range(k):
+            fast.train_epoch(epoch_permutation(42, epoch + i, n), 0.1)
+        fast.full_pass()
+        t["thin"].append((time.perf_counter() - s) / k)
         epoch += k
     over.pool.shutdown()
     print(
         f"{args.rounds} interleaved rounds: 1 plain epoch + its full pass, {k} fast epochs + "
-        f"full passes, {k} fast epochs with the full pass overlapped (2 threads)"
+        f"full passes, {k} fast epochs with the full pass overlapped (2 threads), {k} fast "
+        f"epochs + one full pass (trajectory.full_pass_every = {k})"
     )
     _print_times(
         {
@@ -150,6 +158,7 @@ def bench_plain_vs_fast(args, x, y) -> None:
             "fast training epoch": t["fast_train"],
             "fast full pass": t["fast_full"],
             "fast epoch + full pass, overlapped (wall)": t["overlap"],
+            f"fast epoch, full pass every {k}th": t["thin"],
         }
     )
     ref_both = [a + b for a, b in zip(t["ref_train"], t["ref_full"], strict=True)]
@@ -161,6 +170,8 @@ def bench_plain_vs_fast(args, x, y) -> None:
                  t["ref_train"], fast_both)  # fmt: skip
     _print_ratio("(4) plain training epoch vs fast epoch + full pass overlapped",
                  t["ref_train"], t["overlap"])  # fmt: skip
+    _print_ratio(f"(5) plain training epoch vs fast epoch, full pass every {k}th (1 thread)",
+                 t["ref_train"], t["thin"])  # fmt: skip
     med = _stats(fast_both)[1]
     print(
         f"projected {args.epochs:,} epochs (median): fast {med * args.epochs / 60:.1f} min, "
