@@ -108,3 +108,30 @@ def test_chi2_pvalue_against_scipy_and_coarsening():
     p, dof = checks.chi2_pvalue(small, probs, 300, min_expected=40)
     assert dof >= 1 and 0 <= p <= 1
     np.testing.assert_array_equal(checks.coarsen(np.ones((5, 4))), [[4, 4], [6, 6]])
+
+
+def test_checks_rows_are_logged_without_their_empty_fields(caplog):
+    """Every theory rule logs its table through checks.log_rows: NaN columns are left out,
+    the setting goes last, and a failed check is visible in the line."""
+    import logging
+
+    table = checks.frame(
+        [
+            checks.row("sde", "mean_x", 0.1234567, lam=0.5, reference=0.12, tolerance=0.01,
+                       passed=True),
+            checks.row("remarks", "eta_over_b", 0.25, setting="N=10, b=2"),
+            checks.row("ou", "cov", 2.0, reference=1.0, tolerance=0.1, se=0.05, passed=False),
+        ]
+    )  # fmt: skip
+    assert checks.describe_row(next(table.itertuples())) == (
+        "sde lambda=0.5: mean_x = 0.123457 (reference 0.12, tolerance 0.01, passed True)"
+    )
+    with caplog.at_level(logging.INFO):
+        checks.log_rows(table, logging.getLogger("t"))
+        checks.log_rows(table[table.passed.eq(False).fillna(False)], logging.getLogger("t"),
+                        logging.WARNING, prefix="FAILED ")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[1] == "remarks: eta_over_b = 0.25 [N=10, b=2]"
+    assert lines[2] == "ou: cov = 2 (reference 1, tolerance 0.1, s.e. 0.05, passed False)"
+    assert lines[3].startswith("FAILED ou: cov") and caplog.records[3].levelno == logging.WARNING
+    assert len(lines) == 4

@@ -20,17 +20,6 @@ if TYPE_CHECKING:
 with rule_log(snakemake.log[0], "irreversibility_validation") as log:
     rows, arrays = validation.all_rows(snakemake.params.lambdas, snakemake.params.irr)
     table = checks.frame(rows)
-    for r in table.itertuples():
-        log.info(
-            "%s lambda=%s: %s = %.6g (reference %.6g, tolerance %.3g, s.e. %.3g, passed %s)",
-            r.setting,
-            r.lam,
-            r.quantity,
-            r.value,
-            r.reference,
-            r.tolerance,
-            r.se,
-            r.passed,
-        )
+    checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)
     atomic_write(snakemake.output.table, table.to_parquet)

@@ -11,16 +11,7 @@ if TYPE_CHECKING:
 
 with rule_log(snakemake.log[0], "theory_double_well") as log:
     table, crit = checks.double_well_rows(list(snakemake.params.lambdas))
-    for r in table.itertuples():
-        log.info(
-            "%s lambda=%s %s = %.6g (reference %.6g, passed %s)",
-            r.check,
-            r.lam,
-            r.quantity,
-            r.value,
-            r.reference,
-            r.passed,
-        )
+    checks.log_rows(table, log)
     log.info("critical points of f:\n%s", crit.to_string())
     atomic_write(snakemake.output.table, table.to_parquet)
     atomic_write(snakemake.output.critical, crit.to_parquet)

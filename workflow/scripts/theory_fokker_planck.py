@@ -16,14 +16,6 @@ with rule_log(snakemake.log[0], "theory_fokker_planck") as log:
     p = snakemake.params.fp
     res = checks.run_fokker_planck(lam, p["grid"], p["half_width"], p["t_end"], p["dt"], log=log)
     table = checks.frame(checks.fokker_planck_rows(res))
-    for r in table.itertuples():
-        log.info(
-            "%s = %.6g (reference %.6g, tolerance %.3g, passed %s)",
-            r.quantity,
-            r.value,
-            r.reference,
-            r.tolerance,
-            r.passed,
-        )
+    checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **res)
     atomic_write(snakemake.output.table, table.to_parquet)

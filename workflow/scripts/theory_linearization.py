@@ -20,16 +20,6 @@ with rule_log(snakemake.log[0], "theory_linearization") as log:
     )
     rows += checks.example19_lemma20_rows(pd.read_parquet(snakemake.input.critical))
     table = checks.frame(rows)
-    for r in table.itertuples():
-        log.info(
-            "%s lambda=%s: %s = %.6g (tolerance %.3g, passed %s) [%s]",
-            r.check,
-            r.lam,
-            r.quantity,
-            r.value,
-            r.tolerance,
-            r.passed,
-            r.setting,
-        )
+    checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)
     atomic_write(snakemake.output.table, table.to_parquet)

@@ -28,15 +28,6 @@ with rule_log(snakemake.log[0], "theory_sde") as log:
         log=log,
     )
     table = checks.frame(checks.sde_rows(res))
-    for r in table.itertuples():
-        log.info(
-            "%s = %.6g (reference %.6g, tolerance %.3g, s.e. %.3g, passed %s)",
-            r.quantity,
-            r.value,
-            r.reference,
-            r.tolerance,
-            r.se,
-            r.passed,
-        )
+    checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **res)
     atomic_write(snakemake.output.table, table.to_parquet)

@@ -1,11 +1,13 @@
 """Rule theory_table: every number of the theory stage in results/tables/theory.parquet."""
 
+import logging
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from sgdvi.atomic import atomic_write
 from sgdvi.rulelog import rule_log
+from sgdvi.theory import checks
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -16,15 +18,5 @@ with rule_log(snakemake.log[0], "theory_table") as log:
     log.info(
         "%d rows, %d checks, %d failed", len(table), int(table.passed.notna().sum()), len(failed)
     )
-    for r in failed.itertuples():
-        log.warning(
-            "FAILED %s lambda=%s %s = %.6g (reference %.6g, tolerance %.3g) [%s]",
-            r.check,
-            r.lam,
-            r.quantity,
-            r.value,
-            r.reference,
-            r.tolerance,
-            r.setting,
-        )
+    checks.log_rows(failed, log, logging.WARNING, prefix="FAILED ")
     atomic_write(snakemake.output[0], table.to_parquet)

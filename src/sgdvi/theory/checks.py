@@ -8,6 +8,7 @@ form or independent computation, NaN if none), ``tolerance`` and ``se`` (NaN if 
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -54,6 +55,28 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["passed"] = df["passed"].astype("boolean")
     return df
+
+
+def describe_row(r: Any) -> str:
+    """One row of :data:`COLUMNS` in words for a rule's log, leaving out the NaN/empty fields:
+    ``check lambda=...: quantity = value (reference ..., tolerance ..., s.e. ..., passed ...)
+    [setting]``."""
+    head = r.check + (f" lambda={r.lam:g}" if not pd.isna(r.lam) else "")
+    extra = [
+        f"{name} {value:.6g}"
+        for name, value in (("reference", r.reference), ("tolerance", r.tolerance), ("s.e.", r.se))
+        if not pd.isna(value)
+    ]
+    if not pd.isna(r.passed):
+        extra.append(f"passed {bool(r.passed)}")
+    text = f"{head}: {r.quantity} = {r.value:.6g}" + (f" ({', '.join(extra)})" if extra else "")
+    return text + (f" [{r.setting}]" if r.setting else "")
+
+
+def log_rows(table: pd.DataFrame, log: Any, level: int = logging.INFO, prefix: str = "") -> None:
+    """Write every row of a checks table to ``log`` (:func:`describe_row`), one line each."""
+    for r in table.itertuples():
+        log.log(level, "%s%s", prefix, describe_row(r))
 
 
 # ---------------------------------------------------------------- Example 19 closed forms
