@@ -33,6 +33,20 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
+def _corner_text(ax, lines: Sequence[str], side: str) -> None:
+    """The per-seed statistics in a small boxed text at the bottom ``side`` of the axes."""
+    ax.text(
+        0.99 if side == "right" else 0.01,
+        0.02,
+        "\n".join(lines),
+        transform=ax.transAxes,
+        ha=side,
+        va="bottom",
+        fontsize=6.5,
+        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+    )
+
+
 def _band(ax, x, mean, std, color, label, clip0=False, **kw) -> None:
     lo = mean - std
     if clip0:
@@ -98,16 +112,7 @@ def fig3a(analyses: Mapping[int, dict], lr: float | None = None, setting: str = 
         fontsize=9,
     )
     ax.legend(fontsize=7, loc="upper left")
-    ax.text(
-        0.99,
-        0.02,
-        "\n".join(text),
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=6.5,
-        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
-    )
+    _corner_text(ax, text, "right")
     return fig
 
 
@@ -152,16 +157,7 @@ def fig3b(analyses: Mapping[int, dict], lr: float | None = None, setting: str = 
     what = f"autocorrelation of the weights ({int(a['n'])} stored epochs{lr_txt})"
     ax.set_title(f"Fig. 3b{_setting(setting)}: {what}", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    ax.text(
-        0.01,
-        0.02,
-        "\n".join(text),
-        transform=ax.transAxes,
-        ha="left",
-        va="bottom",
-        fontsize=6.5,
-        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
-    )
+    _corner_text(ax, text, "left")
     return fig
 
 
