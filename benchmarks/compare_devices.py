@@ -29,6 +29,7 @@ import pandas as pd
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks
 from sgdvi.diffusion.compute import load_result
+from sgdvi.parquet import read_table
 
 EIG_TOL = 1e-4  # |lambda_gpu - lambda_cpu| <= EIG_TOL * lambda_max, above the threshold
 REL_SCALAR = 1e-4  # lambda_max and trace, relative
@@ -108,8 +109,8 @@ def check_trajectory(cpu: Path, gpu: Path) -> list[str]:
     if not (cpu / path).exists():
         print("\n(no trajectory table: trajectory.enabled is false)")
         return []
-    a = pd.read_parquet(cpu / path)
-    b = pd.read_parquet(gpu / path)
+    a = read_table(cpu / path)
+    b = read_table(gpu / path)
     problems = []
     cols = [c for c in TRAJ_COLUMNS if c in a.columns]
     print(f"\n{'trajectory statistic':40s} {'CPU':>12s} {'GPU':>12s} {'rel diff':>9s}")

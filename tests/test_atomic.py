@@ -17,6 +17,7 @@ import torch
 from sgdvi.atomic import atomic_open, atomic_path, leftover_temp_files
 from sgdvi.data import load_prepared, save_prepared
 from sgdvi.models import build_model
+from sgdvi.parquet import read_table
 from sgdvi.snapshots import load_snapshot, save_snapshot
 from sgdvi.training import save_checkpoint
 
@@ -186,7 +187,7 @@ def test_trajectory_chunk_and_metrics_on_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.undo()
     n_stored, table = assemble(store, 1, tmp_path / "weights.npy", tmp_path / "metrics.parquet")
     assert n_stored == 2 and files(tmp_path) == ["chunks", "metrics.parquet", "weights.npy"]
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "metrics.parquet"), table)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "metrics.parquet"), table)
 
 
 @pytest.mark.parametrize("module", ["sgdvi.trajectory.plot", "sgdvi.theory.plot"])

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from sgdvi.comparison import COLUMNS, comparison_table, describe_options, variants_table
+from sgdvi.parquet import read_table
 
 import dag_tools
 
@@ -279,7 +280,7 @@ def test_authors_setting_runs_on_generated_mnist(tiny_workdir):
     assert set(np.unique(data.y_train.numpy())) == {0, 1}
     assert load_dataset_options(res / "data" / "mnist7-01-wrap.npz")["authors_wrap"] is True
     assert float(data.x_train.max()) <= 1.0  # /255 after the wrap
-    t = pd.read_parquet(res / "tables" / "diffusion.parquet")
+    t = read_table(res / "tables" / "diffusion.parquet")
     assert list(t["d"]) == [3978] and list(t["N"]) == [len(data.y_train)]
     cmp = pd.read_csv(res / "tables" / "paper_comparison.csv")
     r = cmp[(cmp["figure"] == "Fig. 1b") & cmp["quantity"].str.startswith("rank")].iloc[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +13,7 @@ from sgdvi.data import save_prepared
 from sgdvi.diffusion.compute import load_result
 from sgdvi.diffusion.stats import spectrum_statistics
 from sgdvi.models import build_model
+from sgdvi.parquet import read_table
 from sgdvi.snapshots import save_snapshot
 
 from conftest import run_snakemake
@@ -72,7 +72,7 @@ def test_diffusion_rules_build_figure_and_table(tiny_workdir):
         "results/tables/diffusion.parquet",
         "results/figures/fig1a.pdf",
     )
-    table = pd.read_parquet(tiny_workdir / "results" / "tables" / "diffusion.parquet")
+    table = read_table(tiny_workdir / "results" / "tables" / "diffusion.parquet")
     assert len(table) == 6
     assert set(table.experiment) == set(EXPERIMENTS)
     assert (tiny_workdir / "results" / "tables" / "diffusion.csv").exists()

@@ -8,18 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from sgdvi.irreversibility.sgd import trajectory_rows
+from sgdvi.parquet import read_table
 
 
 @pytest.mark.slow
 def test_irreversibility_rules(tiny_built: Path):
     res = tiny_built / "results"
     assert (res / "figures" / "irreversibility.pdf").stat().st_size > 0
-    val = pd.read_parquet(res / "theory" / "irreversibility.parquet")
+    val = read_table(res / "theory" / "irreversibility.parquet")
     lambdas = yaml.safe_load((tiny_built / "config" / "config.yaml").read_text())["theory"][
         "lambdas"
     ]
@@ -29,7 +29,7 @@ def test_irreversibility_rules(tiny_built: Path):
     assert val[val.quantity == "L_12"].passed.all(), val
     currents = sorted(res.rglob("seed*/current.parquet"))
     assert currents, "no current.parquet"
-    tables = [pd.read_parquet(p) for p in currents]
+    tables = [read_table(p) for p in currents]
     for t in tables:
         assert set(t.projection) == {"diffusion", "pca-heldout"}
         assert t.verdict.nunique() == 1 and isinstance(t.verdict.iloc[0], str)
@@ -37,5 +37,5 @@ def test_irreversibility_rules(tiny_built: Path):
     rows = trajectory_rows(tables)
     assert len(rows) == len(currents) and "current_verdict" in rows
     assert (res / "figures" / "irreversibility.png").stat().st_size > 10_000
-    traj = pd.read_parquet(res / "tables" / "trajectory.parquet")
+    traj = read_table(res / "tables" / "trajectory.parquet")
     assert traj.current_verdict.notna().all() and len(traj) == len(currents)

@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
+
+from sgdvi.parquet import read_table
 
 from conftest import run_snakemake
 
@@ -223,7 +224,7 @@ def test_landing_page_shows_the_comparison_first(probe, tiny_built):
     comparison = tiny_built / "results" / "tables" / "paper_comparison.parquet"
     if comparison.exists():
         assert landing["has_comparison_table"]
-        assert landing["comparison_rows"] == len(pd.read_parquet(comparison))
+        assert landing["comparison_rows"] == len(read_table(comparison))
     expected = sorted(p.stem for p in figure_files(tiny_built) if re.match(r"fig[13]", p.stem))
     assert expected, "the tiny run makes Figs. 1 and 3"
     thumbs = landing["thumbnails"]

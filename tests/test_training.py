@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from sgdvi.config import fraction_tag, snapshot_epoch
 from sgdvi.data import load_prepared, save_prepared
 from sgdvi.models import build_model
+from sgdvi.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 from sgdvi.training import (
     CheckpointError,
@@ -183,7 +184,7 @@ def test_snapshots_and_metrics(tmp_path):
         axis=None
     )
     assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
-    pd.testing.assert_frame_equal(pd.read_parquet(paths.metrics), metrics)
+    pd.testing.assert_frame_equal(read_table(paths.metrics), metrics)
     assert not paths.checkpoint.exists()
 
     model, meta = load_snapshot(paths.snapshot("0.4"))

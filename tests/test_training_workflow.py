@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import yaml
 
 from sgdvi.data import save_prepared
+from sgdvi.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 
 from conftest import deep_update, run_snakemake, snakemake_cmd
@@ -38,7 +38,7 @@ def test_train_rule_writes_snapshots_metrics_log_and_benchmark(tiny_workdir):
     args = ["--cores", "1", "--allowed-rules", "train", "snapshot", "--", *targets]
     run_snakemake(tiny_workdir, *args)
 
-    metrics = pd.read_parquet(tiny_workdir / "results/fc-mnist7/metrics.parquet")
+    metrics = read_table(tiny_workdir / "results/fc-mnist7/metrics.parquet")
     assert list(metrics["epoch"]) == [1, 2, 3, 4, 5]  # tiny.yaml: 5 epochs
     assert metrics["test_error"].iloc[-1] < metrics["test_error"].iloc[0]  # it learns
     epochs = []
@@ -182,5 +182,5 @@ def test_killing_snakemake_stops_the_trainer_and_the_rerun_resumes(tiny_workdir)
     assert len(headers) == 2 and headers[1].startswith("==== attempt 2 | train fc-mnist7 | ")
     assert "resumed from checkpoint results/fc-mnist7/checkpoint.pt: epoch" in headers[1]
     assert "fc-mnist7: resuming from" in text and "fc-mnist7 epoch 150/150" in text
-    metrics = pd.read_parquet(tiny_workdir / "results/fc-mnist7/metrics.parquet")
+    metrics = read_table(tiny_workdir / "results/fc-mnist7/metrics.parquet")
     assert list(metrics["epoch"]) == list(range(1, 151))

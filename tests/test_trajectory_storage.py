@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sgdvi.parquet import read_table
 from sgdvi.trajectory import plot
 from sgdvi.trajectory.analysis import analyse_trajectory
 from sgdvi.trajectory.network import STATED
@@ -37,7 +38,7 @@ def _data(n: int = 250, classes: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _outputs(run_dir: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    return np.load(run_dir / "weights.npy"), pd.read_parquet(run_dir / "metrics.parquet")
+    return np.load(run_dir / "weights.npy"), read_table(run_dir / "metrics.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_metrics_are_bit_identical_between_processes(tmp_path):
     env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}
     for run in ("a", "b"):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / run)], env=env, check=True)
-    a, b = (pd.read_parquet(tmp_path / r / "metrics.parquet") for r in "ab")
+    a, b = (read_table(tmp_path / r / "metrics.parquet") for r in "ab")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert (tmp_path / "a" / "weights.npy").read_bytes() == (
         tmp_path / "b" / "weights.npy"
@@ -230,7 +231,7 @@ def test_analysis_table_and_figures_from_a_run(uninterrupted, tmp_path):
     for name, fig in (
         ("fig3a", plot.fig3a(analyses, lr=0.05)),
         ("fig3b", plot.fig3b(analyses)),
-        ("fig3c", plot.fig3c({3: pd.read_parquet(uninterrupted / "metrics.parquet")}, 6)),
+        ("fig3c", plot.fig3c({3: read_table(uninterrupted / "metrics.parquet")}, 6)),
     ):
         plot.save(fig, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
@@ -240,7 +241,7 @@ def test_analysis_table_and_figures_from_a_run(uninterrupted, tmp_path):
     assert len(table) == 1 and table["d_active"].iloc[0] == analysis["d_active"] <= D - 16
     assert table["n"].iloc[0] == SETTINGS.epochs - SETTINGS.burn_in
     assert 0 < table["low_freq_p_value"].iloc[0] <= 1
-    m = pd.read_parquet(uninterrupted / "metrics.parquet")
+    m = read_table(uninterrupted / "metrics.parquet")
     first_after = m[m["epoch"] == SETTINGS.burn_in + 1]["grad_norm_normalised"].iloc[0]
     assert table["grad_norm_normalised_after_burn_in"].iloc[0] == first_after
     assert table["grad_norm_normalised_initial"].iloc[0] == m["grad_norm_normalised"].iloc[0]

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ import yaml
 from PIL import Image
 
 from sgdvi.data import load_prepared
+from sgdvi.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 
 from conftest import run_snakemake, snakemake_cmd
@@ -50,7 +50,7 @@ def tiny_cfg(work: Path) -> dict:
 def test_training_learns_and_keeps_the_snapshots(tiny_built):
     res = tiny_built / "results"
     for name in ("lenet-mnist", "fc-mnist7"):
-        m = pd.read_parquet(res / name / "metrics.parquet")
+        m = read_table(res / name / "metrics.parquet")
         assert list(m["epoch"]) == [1, 2, 3, 4, 5]
         # the fake digits are a bright bar whose row is the class: learnable in 5 epochs
         assert m["train_loss"].iloc[-1] < 0.5 * m["train_loss"].iloc[0]
@@ -89,7 +89,7 @@ def test_diffusion_rank_matches_an_independent_computation(tiny_built):
     res = tiny_built / "results"
     cfg = tiny_cfg(tiny_built)
     n = cfg["diffusion"]["subset"]
-    t = pd.read_parquet(res / "tables" / "diffusion.parquet")
+    t = read_table(res / "tables" / "diffusion.parquet")
     assert sorted(zip(t["experiment"], t["fraction"], strict=True)) == sorted(
         (e, f) for e in ("lenet-mnist", "fc-mnist7") for f in (0.2, 0.4, 1.0)
     )
@@ -121,7 +121,7 @@ def test_diffusion_rank_matches_an_independent_computation(tiny_built):
 def test_trajectory_stores_every_post_burn_in_epoch(tiny_built):
     cfg = tiny_cfg(tiny_built)["trajectory"]
     res = tiny_built / "results"
-    tr = pd.read_parquet(res / "tables" / "trajectory.parquet")
+    tr = read_table(res / "tables" / "trajectory.parquet")
     assert list(tr["seed"]) == cfg["seeds"]
     n = cfg["epochs"] - cfg["burn_in"]
     assert int(tr["n"].iloc[0]) == n and int(tr["d"].iloc[0]) == 917  # tiny-fc on 5 classes
@@ -134,7 +134,7 @@ def test_trajectory_stores_every_post_burn_in_epoch(tiny_built):
 
 @pytest.mark.slow
 def test_theory_checks_pass(tiny_built):
-    th = pd.read_parquet(tiny_built / "results" / "tables" / "theory.parquet")
+    th = read_table(tiny_built / "results" / "tables" / "theory.parquet")
     assert {"double_well", "sde", "fokker_planck", "lemma20"} <= set(th["check"])
     deterministic = th[th["check"].isin(["double_well", "fokker_planck", "lemma20"])]
     assert deterministic["passed"].all(), deterministic[~deterministic["passed"]]

@@ -3,9 +3,9 @@
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sgdvi.irreversibility import plot
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.theory.plot import save
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "irreversibility_figure") as log:
-    table = pd.read_parquet(snakemake.input.validation)
+    table = read_table(snakemake.input.validation)
     currents = [dict(np.load(f)) for f in snakemake.input.current]
     for c in currents:
         c["verdict"] = str(c["verdict"])

@@ -2,21 +2,18 @@
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from sgdvi.atomic import atomic_write
 from sgdvi.comparison import comparison_table, variants_table
 from sgdvi.diffusion.paper import CLAIMS_SOURCE, PAPER_SOURCE
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "paper_comparison") as log:
-    diffusion = pd.read_parquet(snakemake.input.diffusion)
-    trajectory = (
-        pd.read_parquet(snakemake.input.trajectory[0]) if snakemake.input.trajectory else None
-    )
+    diffusion = read_table(snakemake.input.diffusion)
+    trajectory = read_table(snakemake.input.trajectory[0]) if snakemake.input.trajectory else None
     table = comparison_table(diffusion, trajectory, snakemake.params.figures)
     atomic_write(snakemake.output.parquet, table.to_parquet, index=False)
     atomic_write(snakemake.output.csv, table.to_csv, index=False)
@@ -26,7 +23,7 @@ with rule_log(snakemake.log[0], "paper_comparison") as log:
 
     experiments = snakemake.params.variants
     metrics = {
-        name: pd.read_parquet(path)
+        name: read_table(path)
         for name, path in zip(experiments, snakemake.input.metrics, strict=True)
     }
     variants = variants_table(diffusion, experiments, snakemake.params.stated, metrics)

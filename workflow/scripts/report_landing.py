@@ -4,9 +4,8 @@ figures that carry it) as reStructuredText for workflow/report/workflow.rst."""
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from sgdvi.atomic import atomic_open
+from sgdvi.parquet import read_table
 from sgdvi.report_landing import landing_rst
 from sgdvi.rulelog import rule_log
 
@@ -14,9 +13,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "report_landing") as log:
-    comparison = (
-        pd.read_parquet(snakemake.input.comparison[0]) if snakemake.input.comparison else None
-    )
+    comparison = read_table(snakemake.input.comparison[0]) if snakemake.input.comparison else None
     figures = [(Path(png).stem, Path(png), str(png)) for png in snakemake.input.figures]
     text = landing_rst(comparison, figures)
     with atomic_open(snakemake.output[0], "w", encoding="utf-8") as fh:

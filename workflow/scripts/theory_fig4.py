@@ -2,8 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import plot
 
@@ -12,7 +11,7 @@ if TYPE_CHECKING:
 
 with rule_log(snakemake.log[0], "theory_fig4") as log:
     lam = float(snakemake.params.lam)
-    crit = pd.read_parquet(snakemake.input.critical)
+    crit = read_table(snakemake.input.critical)
     crit = crit[crit.lam == lam]
     if crit.empty:
         raise ValueError(

@@ -4,9 +4,9 @@ Lemma 20 at the zeros of grad f of Example 19."""
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sgdvi.atomic import atomic_write
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks
 
@@ -18,7 +18,7 @@ with rule_log(snakemake.log[0], "theory_linearization") as log:
     arrays, rows = checks.run_linearization(
         p["dim"], p["seed"], beta=p["beta"], particles=p["particles"]
     )
-    rows += checks.example19_lemma20_rows(pd.read_parquet(snakemake.input.critical))
+    rows += checks.example19_lemma20_rows(read_table(snakemake.input.critical))
     table = checks.frame(rows)
     checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)

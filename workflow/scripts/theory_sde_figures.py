@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import plot
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 with rule_log(snakemake.log[0], "theory_sde_figures") as log:
     results = [dict(np.load(f)) for f in snakemake.input.npz]
-    table = pd.concat([pd.read_parquet(f) for f in snakemake.input.tables], ignore_index=True)
+    table = pd.concat([read_table(f) for f in snakemake.input.tables], ignore_index=True)
     out = snakemake.output
     plot.save(plot.sde_marginals(results, table), out.marginals, out.marginals_png)
     plot.save(plot.sde_circulation(table), out.circulation, out.circulation_png)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from sgdvi.atomic import atomic_write
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.theory import checks
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "theory_table") as log:
-    table = pd.concat([pd.read_parquet(f) for f in snakemake.input], ignore_index=True)
+    table = pd.concat([read_table(f) for f in snakemake.input], ignore_index=True)
     failed = table[table.passed.eq(False).fillna(False)]
     log.info(
         "%d rows, %d checks, %d failed", len(table), int(table.passed.notna().sum()), len(failed)

@@ -3,8 +3,7 @@ all its seeds."""
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.trajectory import plot
 
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
 with rule_log(snakemake.log[0], "trajectory_fig3c") as log:
     fig = snakemake.params.fig
     metrics = {
-        int(seed): pd.read_parquet(path)
+        int(seed): read_table(path)
         for seed, path in zip(fig["seeds"], snakemake.input.metrics, strict=True)
     }
     figure = plot.fig3c(metrics, burn_in=fig["burn_in"], setting=plot.setting_label(fig["variant"]))

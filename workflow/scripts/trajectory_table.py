@@ -9,6 +9,7 @@ import pandas as pd
 
 from sgdvi.atomic import atomic_write
 from sgdvi.irreversibility.sgd import trajectory_rows
+from sgdvi.parquet import read_table
 from sgdvi.rulelog import rule_log
 from sgdvi.trajectory.plot import trajectory_table
 
@@ -34,7 +35,7 @@ with rule_log(snakemake.log[0], "trajectory_table") as log:
         start = stop
     table = pd.concat(tables, ignore_index=True)
     # probability current (issue 13): verdict, level, drift, strongest pair per projection
-    current = trajectory_rows([pd.read_parquet(p) for p in inputs.currents])
+    current = trajectory_rows([read_table(p) for p in inputs.currents])
     table = table.merge(current, on=["variant", "seed"], how="left")
     atomic_write(snakemake.output[0], table.to_parquet, index=False)
     log.info("\n%s", table.T.to_string())

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sgdvi.atomic import atomic_write  # noqa: E402
+from sgdvi.parquet import read_table  # noqa: E402
 
 _GREY = "0.45"
 
@@ -241,7 +242,7 @@ def trajectory_table(
     loaded = load_analyses(seeds, analyses)
     for seed, mpath, rpath in zip(seeds, metrics, runs, strict=True):
         a = loaded[int(seed)]
-        m = pd.read_parquet(mpath)
+        m = read_table(mpath)
         run = json.loads(Path(rpath).read_text())
         s = run["settings"]
         tail = m[m["epoch"] > m["epoch"].max() * 0.9]
