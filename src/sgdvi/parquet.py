@@ -3,10 +3,10 @@
 :func:`pandas.read_parquet` opens a local file itself and hands pyarrow the Python file
 object; pyarrow's I/O threads then can abort the interpreter at exit ("terminate called
 without an active exception", exit status 134) or hang it (apache/arrow#50482). With pandas
-2.3 / pyarrow 22 here, a script that exits right after such a read aborted in about a third of
-the runs, so a rule could fail after writing its outputs. :func:`read_table` gives pyarrow the
-path (pyarrow opens the file natively) and returns the same DataFrame (pandas metadata, so
-index and extension dtypes such as ``boolean`` come back as written).
+2.3 / pyarrow 22 here, a script that exits right after such a read aborted intermittently (4 of
+12 runs in one trial), so a rule could fail after writing its outputs. :func:`read_table`
+gives pyarrow the path (pyarrow opens the file natively) and returns the same DataFrame (pandas
+metadata, so index and extension dtypes such as ``boolean`` come back as written).
 """
 
 from __future__ import annotations
