@@ -29,7 +29,7 @@ import pandas as pd
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks
 from sgdvi.diffusion.compute import load_result
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 
 EIG_TOL = 1e-4  # |lambda_gpu - lambda_cpu| <= EIG_TOL * lambda_max, above the threshold
 REL_SCALAR = 1e-4  # lambda_max and trace, relative

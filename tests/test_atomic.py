@@ -1,4 +1,4 @@
-"""sgdvi.atomic and its users: a failed write (full disk, interrupt) leaves no debris and the
+"""sgdvi.infra.atomic and its users: a failed write (full disk, interrupt) leaves no debris and the
 previous file intact (issue 10, case 2)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from sgdvi.atomic import atomic_open, atomic_path, leftover_temp_files
+from sgdvi.infra.atomic import atomic_open, atomic_path, leftover_temp_files
 from sgdvi.data import load_prepared, save_prepared
 from sgdvi.models import build_model
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.snapshots import load_snapshot, save_snapshot
 from sgdvi.training import save_checkpoint
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from sgdvi.comparison import COLUMNS, comparison_table, describe_options, variants_table
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 
 import dag_tools
 

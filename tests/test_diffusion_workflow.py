@@ -13,7 +13,7 @@ from sgdvi.data import save_prepared
 from sgdvi.diffusion.compute import load_result
 from sgdvi.diffusion.stats import spectrum_statistics
 from sgdvi.models import build_model
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.snapshots import save_snapshot
 
 from conftest import run_snakemake

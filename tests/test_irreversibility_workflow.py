@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sgdvi.irreversibility.sgd import trajectory_rows
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 
 
 @pytest.mark.slow

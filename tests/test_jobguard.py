@@ -1,4 +1,4 @@
-"""sgdvi.jobguard: one job per checkpoint, and no job outliving its parent (issue 10, case 3)."""
+"""sgdvi.infra.jobguard: one job per checkpoint, and no job outliving its parent (issue 10, case 3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgdvi.jobguard import (
+from sgdvi.infra.jobguard import (
     AncestorWatch,
     CheckpointLocked,
     checkpoint_lock,
@@ -69,7 +69,7 @@ def test_lock_of_another_process_and_of_a_killed_one(tmp_path):
     holder = python(
         f"""
         import time
-        from sgdvi.jobguard import checkpoint_lock
+        from sgdvi.infra.jobguard import checkpoint_lock
         with checkpoint_lock({str(ckpt)!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -96,7 +96,7 @@ def test_child_dies_with_its_parent_killed_9(tmp_path):
         """
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c",
-            "import time; from sgdvi.jobguard import die_with_parent; die_with_parent(); "
+            "import time; from sgdvi.infra.jobguard import die_with_parent; die_with_parent(); "
             "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready"
         print(child.pid, flush=True)
@@ -121,7 +121,7 @@ def test_ancestor_watch_sees_the_grandparent_die(tmp_path):
             f"""
             import time
             from pathlib import Path
-            from sgdvi.jobguard import AncestorWatch
+            from sgdvi.infra.jobguard import AncestorWatch
             def orphaned():
                 Path({str(flag)!r}).write_text("yes")
             with AncestorWatch(orphaned, depth=2, interval=0.1) as watch:
@@ -158,7 +158,7 @@ def test_ancestor_chain_stops_at_the_root_program(tmp_path):
     python script of that name), not above; without one, only the parent is watched."""
     child = tmp_path / "child.py"
     child.write_text(
-        "from sgdvi.jobguard import ancestors\n"
+        "from sgdvi.infra.jobguard import ancestors\n"
         "print(ancestors(), ancestors(root_name='no-such-name'), ancestors(depth=2), flush=True)"
     )
     fake = tmp_path / "snakemake"  # stands in for Snakemake; bash mentions .snakemake too

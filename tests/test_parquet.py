@@ -1,4 +1,4 @@
-"""sgdvi.parquet.read_table: the same DataFrame as pandas.read_parquet, read by path (pandas'
+"""sgdvi.infra.parquet.read_table: the same DataFrame as pandas.read_parquet, read by path (pandas'
 file-object read can abort the interpreter at exit: apache/arrow#50482)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_a_script_exiting_right_after_a_read_exits_cleanly(tmp_path):
     machine; through read_table none may."""
     path = tmp_path / "t.parquet"
     _frame().to_parquet(path)
-    code = f"from sgdvi.parquet import read_table; read_table({str(path)!r})"
+    code = f"from sgdvi.infra.parquet import read_table; read_table({str(path)!r})"
     status = [
         subprocess.run([sys.executable, "-c", code], capture_output=True).returncode
         for _ in range(6)

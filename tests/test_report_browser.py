@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 
 from conftest import run_snakemake
 

@@ -1,4 +1,4 @@
-"""sgdvi.rulelog: a workflow script's messages and its failure's traceback reach the log file."""
+"""sgdvi.infra.rulelog: a workflow script's messages and its failure's traceback reach the log file."""
 
 import logging
 import os
@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from sgdvi.rulelog import history_path, rule_log
+from sgdvi.infra.rulelog import history_path, rule_log
 
 
 def test_messages_and_library_loggers_reach_the_file(tmp_path):
@@ -130,7 +130,7 @@ def test_attempt_killed_with_sigkill_is_kept(tmp_path):
     code = textwrap.dedent(
         f"""
         import os, signal
-        from sgdvi.rulelog import rule_log
+        from sgdvi.infra.rulelog import rule_log
         with rule_log({str(path)!r}, "train") as log:
             log.info("epoch 7 done")
             os.kill(os.getpid(), signal.SIGKILL)

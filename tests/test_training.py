@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sgdvi.config import fraction_tag, snapshot_epoch
 from sgdvi.data import load_prepared, save_prepared
 from sgdvi.models import build_model
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 from sgdvi.training import (
     CheckpointError,

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from sgdvi.data import save_prepared
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 
 from conftest import deep_update, run_snakemake, snakemake_cmd
@@ -105,7 +105,7 @@ def test_second_trainer_refuses_naming_the_pid(tiny_workdir):
         [
             sys.executable,
             "-c",
-            "import time; from sgdvi.jobguard import checkpoint_lock\n"
+            "import time; from sgdvi.infra.jobguard import checkpoint_lock\n"
             f"with checkpoint_lock({str(ckpt)!r}):\n print('locked', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,

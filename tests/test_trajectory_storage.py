@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.trajectory import plot
 from sgdvi.trajectory.analysis import analyse_trajectory
 from sgdvi.trajectory.network import STATED

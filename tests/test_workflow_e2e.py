@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 
 from sgdvi.data import load_prepared
-from sgdvi.parquet import read_table
+from sgdvi.infra.parquet import read_table
 from sgdvi.snapshots import load_snapshot
 
 from conftest import run_snakemake, snakemake_cmd

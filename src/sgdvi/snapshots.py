@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgdvi.atomic import atomic_path
+from sgdvi.infra.atomic import atomic_path
 from sgdvi.models import build_model
 
 REQUIRED_KEYS = ("state_dict", "model", "num_classes", "dropout")
 
 
 def save_snapshot(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
-    """Write ``model``'s state and ``meta`` atomically (:func:`sgdvi.atomic.atomic_path`)."""
+    """Write ``model``'s state and ``meta`` atomically (:func:`sgdvi.infra.atomic.atomic_path`)."""
     missing = [k for k in ("model", "num_classes", "dropout") if k not in meta]
     if missing:
         raise ValueError(f"snapshot meta lacks {missing}")

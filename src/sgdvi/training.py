@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgdvi.atomic import atomic_path
+from sgdvi.infra.atomic import atomic_path
 from sgdvi.config import DATASET_CLASSES, fraction_tag, snapshot_epoch
 from sgdvi.data import Prepared
 from sgdvi.models import MODEL_SPECS, build_model
@@ -281,7 +281,7 @@ def _set_rng_state(state: dict, device: torch.device, shuffle, aug) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (:func:`sgdvi.atomic.atomic_path`): a kill or a full disk
+    """Write ``state`` atomically (:func:`sgdvi.infra.atomic.atomic_path`): a kill or a full disk
     leaves the previous checkpoint intact and no temporary file."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

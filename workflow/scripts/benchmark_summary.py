@@ -3,9 +3,9 @@
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sgdvi.atomic import atomic_write
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from sgdvi.diffusion.compute import load_result
 from sgdvi.diffusion.plot import SnapshotSpectrum, plot_spectra
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from sgdvi.data.cifar import fetch_cifar
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

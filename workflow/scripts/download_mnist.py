@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sgdvi.data.mnist import fetch_mnist
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

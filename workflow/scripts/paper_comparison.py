@@ -2,11 +2,11 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.atomic import atomic_write
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.comparison import comparison_table, variants_table
 from sgdvi.diffusion.paper import CLAIMS_SOURCE, PAPER_SOURCE
-from sgdvi.parquet import read_table
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.parquet import read_table
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from sgdvi.data import save_prepared
 from sgdvi.data.cifar import load_cifar
 from sgdvi.data.zca import prepare_cifar_zca
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

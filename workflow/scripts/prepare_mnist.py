@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from sgdvi.data import save_prepared
 from sgdvi.data.mnist import MnistOptions, is_official, load_mnist, prepare_mnist
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

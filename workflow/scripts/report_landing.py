@@ -4,10 +4,10 @@ figures that carry it) as reStructuredText for workflow/report/workflow.rst."""
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sgdvi.atomic import atomic_open
-from sgdvi.parquet import read_table
+from sgdvi.infra.atomic import atomic_open
+from sgdvi.infra.parquet import read_table
 from sgdvi.report_landing import landing_rst
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

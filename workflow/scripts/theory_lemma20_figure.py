@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import plot
 
 if TYPE_CHECKING:

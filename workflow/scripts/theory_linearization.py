@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.atomic import atomic_write
-from sgdvi.parquet import read_table
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.atomic import atomic_write
+from sgdvi.infra.parquet import read_table
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import checks
 
 if TYPE_CHECKING:

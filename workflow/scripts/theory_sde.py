@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.atomic import atomic_write
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.atomic import atomic_write
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import checks
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sgdvi.parquet import read_table
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.parquet import read_table
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import plot
 
 if TYPE_CHECKING:

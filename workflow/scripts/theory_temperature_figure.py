@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import plot
 
 if TYPE_CHECKING:

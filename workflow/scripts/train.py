@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from sgdvi.data import load_prepared
-from sgdvi.devices import resolve_device
-from sgdvi.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.devices import resolve_device
+from sgdvi.infra.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.training import (
     LOG,
     CheckpointError,

@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.atomic import atomic_path
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.atomic import atomic_path
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.trajectory.analysis import analyse_trajectory
 
 if TYPE_CHECKING:

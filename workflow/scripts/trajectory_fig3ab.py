@@ -3,7 +3,7 @@ all its seeds."""
 
 from typing import TYPE_CHECKING
 
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.trajectory import plot
 
 if TYPE_CHECKING:

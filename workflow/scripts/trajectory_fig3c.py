@@ -3,8 +3,8 @@ all its seeds."""
 
 from typing import TYPE_CHECKING
 
-from sgdvi.parquet import read_table
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.parquet import read_table
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.trajectory import plot
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sgdvi.atomic import atomic_write
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.irreversibility.sgd import trajectory_rows
-from sgdvi.parquet import read_table
-from sgdvi.rulelog import rule_log
+from sgdvi.infra.parquet import read_table
+from sgdvi.infra.rulelog import rule_log
 from sgdvi.trajectory.plot import trajectory_table
 
 if TYPE_CHECKING:

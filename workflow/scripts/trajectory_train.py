@@ -21,8 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path  # noqa: E402
 
 from sgdvi.data import load_prepared  # noqa: E402
-from sgdvi.jobguard import CheckpointLocked  # noqa: E402
-from sgdvi.rulelog import rule_log  # noqa: E402
+from sgdvi.infra.jobguard import CheckpointLocked  # noqa: E402
+from sgdvi.infra.rulelog import rule_log  # noqa: E402
 from sgdvi.trajectory.runner import TrajectorySettings, run_guard, run_trajectory  # noqa: E402
 
 with rule_log(snakemake.log[0], "trajectory_train") as log:

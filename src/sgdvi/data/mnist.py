@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgdvi.atomic import atomic_path
+from sgdvi.infra.atomic import atomic_path
 from sgdvi.data.fetch import (
     SourceFailed,
     checksum_mismatches,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sgdvi.atomic import atomic_path
+from sgdvi.infra.atomic import atomic_path
 from sgdvi.diffusion.eigen import (
     GradientOperator,
     NotConverged,

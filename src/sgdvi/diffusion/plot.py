@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sgdvi.atomic import atomic_write
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.diffusion.eigen import clipped_eigenvalues
 from sgdvi.diffusion.stats import spectrum_statistics
 
@@ -112,7 +112,7 @@ def plot_spectra(
     dpi: int = 150,
 ) -> dict[str, float]:
     """Draw one panel of Fig. 1 / Fig. 2 and save it to every path of ``out_paths``, each
-    atomically (:func:`sgdvi.atomic.atomic_write`).
+    atomically (:func:`sgdvi.infra.atomic.atomic_write`).
 
     Returns the statistics printed under the axes (those of the last snapshot).
     """

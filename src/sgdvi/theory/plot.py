@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgdvi.atomic import atomic_write  # noqa: E402
+from sgdvi.infra.atomic import atomic_write  # noqa: E402
 from sgdvi.theory import double_well as dw  # noqa: E402
 
 KIND_MARKERS = {
@@ -27,7 +27,7 @@ KIND_MARKERS = {
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path | None = None, dpi: int = 150) -> None:
-    """Write ``fig`` as PDF (and PNG), each atomically (:func:`sgdvi.atomic.atomic_write`),
+    """Write ``fig`` as PDF (and PNG), each atomically (:func:`sgdvi.infra.atomic.atomic_write`),
     and close it."""
     try:
         atomic_write(pdf, fig.savefig, bbox_inches="tight")

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgdvi.atomic import atomic_write  # noqa: E402
-from sgdvi.parquet import read_table  # noqa: E402
+from sgdvi.infra.atomic import atomic_write  # noqa: E402
+from sgdvi.infra.parquet import read_table  # noqa: E402
 
 _GREY = "0.45"
 
@@ -190,7 +190,7 @@ def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int, setting: str = "") 
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
-    """Write ``fig`` as PDF and PNG, each atomically (:func:`sgdvi.atomic.atomic_write`), and
+    """Write ``fig`` as PDF and PNG, each atomically (:func:`sgdvi.infra.atomic.atomic_write`), and
     close it."""
     try:
         atomic_write(pdf, fig.savefig, dpi=200)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from sgdvi.atomic import atomic_open
-from sgdvi.jobguard import AncestorWatch, checkpoint_lock, die_with_parent
+from sgdvi.infra.atomic import atomic_open
+from sgdvi.infra.jobguard import AncestorWatch, checkpoint_lock, die_with_parent
 from sgdvi.schedule import burn_in_schedule, lr_at
 from sgdvi.trajectory.batches import epoch_permutation
 from sgdvi.trajectory.network import STATED_CLASSES, TinyFC
@@ -333,12 +333,12 @@ def lock_target(run_dir: str | Path) -> Path:
 def run_guard(run_dir: str | Path, where: str) -> Iterator[Path]:
     """One runner per seed directory, and none outliving its Snakemake job (issue 10, case 3).
 
-    Holds :func:`sgdvi.jobguard.checkpoint_lock` on the run's chunks (a second runner of the
-    same ``run_dir`` refuses at once with :class:`sgdvi.jobguard.CheckpointLocked`, naming the
+    Holds :func:`sgdvi.infra.jobguard.checkpoint_lock` on the run's chunks (a second runner of the
+    same ``run_dir`` refuses at once with :class:`sgdvi.infra.jobguard.CheckpointLocked`, naming the
     holder's PID), and ends the run when the parent dies (PDEATHSIG) or Snakemake above the
-    script's bash does (:class:`sgdvi.jobguard.AncestorWatch`): :data:`PARENT_DIED` raises
+    script's bash does (:class:`sgdvi.infra.jobguard.AncestorWatch`): :data:`PARENT_DIED` raises
     ``SystemExit(128 + SIGTERM)`` in the main thread, so a chunk being written is removed
-    (:mod:`sgdvi.atomic`) and the chunks recorded so far stay for the rerun to resume from.
+    (:mod:`sgdvi.infra.atomic`) and the chunks recorded so far stay for the rerun to resume from.
     Call from the main thread (it installs a signal handler, restored on exit).
     """
     with checkpoint_lock(lock_target(run_dir), f"trajectory runner of {where}") as lock:

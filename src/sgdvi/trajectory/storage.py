@@ -4,7 +4,7 @@ The stored weights go straight into their final place: ``{run_dir}/weights.parti
 preallocated (n_stored, d) float32 ``.npy`` memmap that each chunk fills in place (row k =
 weights after epoch ``first_stored + k``) and flushes before the chunk's record is written.
 A run writes one record per chunk of ``chunk_epochs`` epochs,
-``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (:mod:`sgdvi.atomic`: temporary file
+``{run_dir}/chunks/chunk_{index:06d}.npz``, atomically (:mod:`sgdvi.infra.atomic`: temporary file
 + rename, the temporary file removed on any failure): the
 per-epoch metrics of its epochs, the complete training state at its end (weights, momentum
 buffer, BN running statistics) and a fingerprint of the settings. A killed run resumes from
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sgdvi.atomic import atomic_write
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.trajectory.state import TrainState
 
 #: per-epoch metrics; row ``epoch`` describes the weights after ``epoch`` finished epochs
