@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from sgdvi.infra.atomic import atomic_open, atomic_path, leftover_temp_files
 from sgdvi.data import load_prepared, save_prepared
-from sgdvi.models import build_model
+from sgdvi.infra.atomic import atomic_open, atomic_path, leftover_temp_files
 from sgdvi.infra.parquet import read_table
+from sgdvi.models import build_model
 from sgdvi.snapshots import load_snapshot, save_snapshot
 from sgdvi.training import save_checkpoint
 

@@ -12,8 +12,8 @@ from sgdvi.config import fraction_tag
 from sgdvi.data import save_prepared
 from sgdvi.diffusion.compute import load_result
 from sgdvi.diffusion.stats import spectrum_statistics
-from sgdvi.models import build_model
 from sgdvi.infra.parquet import read_table
+from sgdvi.models import build_model
 from sgdvi.snapshots import save_snapshot
 
 from conftest import run_snakemake

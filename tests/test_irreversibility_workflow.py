@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sgdvi.irreversibility.sgd import trajectory_rows
 from sgdvi.infra.parquet import read_table
+from sgdvi.irreversibility.sgd import trajectory_rows
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""sgdvi.infra.jobguard: one job per checkpoint, and no job outliving its parent (issue 10, case 3)."""
+"""sgdvi.infra.jobguard: one job per checkpoint, and no job outliving its parent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""sgdvi.infra.rulelog: a workflow script's messages and its failure's traceback reach the log file."""
+"""sgdvi.infra.rulelog: a workflow script's messages and its failure's traceback reach the log."""
 
 import logging
 import os

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from sgdvi.config import fraction_tag, snapshot_epoch
 from sgdvi.data import load_prepared, save_prepared
-from sgdvi.models import build_model
 from sgdvi.infra.parquet import read_table
+from sgdvi.models import build_model
 from sgdvi.snapshots import load_snapshot
 from sgdvi.training import (
     CheckpointError,

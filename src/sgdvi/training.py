@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgdvi.infra.atomic import atomic_path
 from sgdvi.config import DATASET_CLASSES, fraction_tag, snapshot_epoch
 from sgdvi.data import Prepared
+from sgdvi.infra.atomic import atomic_path
 from sgdvi.models import MODEL_SPECS, build_model
 from sgdvi.schedule import lr_at  # the package's one lr_at (also imported from here)
 from sgdvi.snapshots import save_snapshot

@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sgdvi.infra.atomic import atomic_write
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.rulelog import rule_log
 
 if TYPE_CHECKING:

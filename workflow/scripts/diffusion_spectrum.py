@@ -6,9 +6,9 @@ import torch
 
 from sgdvi.config import snapshot_epoch
 from sgdvi.data import load_prepared
-from sgdvi.infra.devices import resolve_device
 from sgdvi.diffusion.compute import diffusion_spectrum, save_result
 from sgdvi.diffusion.moments import temperature_factor
+from sgdvi.infra.devices import resolve_device
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.snapshots import load_snapshot
 from sgdvi.training import lr_at

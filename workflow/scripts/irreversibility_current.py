@@ -12,10 +12,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from sgdvi.infra.atomic import atomic_write  # noqa: E402
 from sgdvi.data import load_prepared  # noqa: E402
-from sgdvi.irreversibility import sgd  # noqa: E402
+from sgdvi.infra.atomic import atomic_write  # noqa: E402
 from sgdvi.infra.rulelog import rule_log  # noqa: E402
+from sgdvi.irreversibility import sgd  # noqa: E402
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

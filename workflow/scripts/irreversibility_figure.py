@@ -4,9 +4,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sgdvi.irreversibility import plot
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
+from sgdvi.irreversibility import plot
 from sgdvi.theory.plot import save
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from sgdvi.infra.atomic import atomic_write  # noqa: E402
-from sgdvi.irreversibility import validation  # noqa: E402
 from sgdvi.infra.rulelog import rule_log  # noqa: E402
+from sgdvi.irreversibility import validation  # noqa: E402
 from sgdvi.theory import checks  # noqa: E402
 
 if TYPE_CHECKING:

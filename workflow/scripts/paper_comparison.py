@@ -2,9 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-from sgdvi.infra.atomic import atomic_write
 from sgdvi.comparison import comparison_table, variants_table
 from sgdvi.diffusion.paper import CLAIMS_SOURCE, PAPER_SOURCE
+from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from sgdvi.infra.atomic import atomic_open
 from sgdvi.infra.parquet import read_table
-from sgdvi.report_landing import landing_rst
 from sgdvi.infra.rulelog import rule_log
+from sgdvi.report_landing import landing_rst
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from sgdvi.infra.atomic import atomic_write
-from sgdvi.irreversibility.sgd import trajectory_rows
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
+from sgdvi.irreversibility.sgd import trajectory_rows
 from sgdvi.trajectory.plot import trajectory_table
 
 if TYPE_CHECKING:

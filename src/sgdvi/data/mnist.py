@@ -34,7 +34,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgdvi.infra.atomic import atomic_path
 from sgdvi.data.fetch import (
     SourceFailed,
     checksum_mismatches,
@@ -44,6 +43,7 @@ from sgdvi.data.fetch import (
     verify_checksums,
 )
 from sgdvi.data.idx import read_idx
+from sgdvi.infra.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

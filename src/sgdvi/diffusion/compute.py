@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sgdvi.infra.atomic import atomic_path
 from sgdvi.diffusion.eigen import (
     GradientOperator,
     NotConverged,
@@ -41,6 +40,7 @@ from sgdvi.diffusion.moments import (
     exact_mean,
     formula_scale,
 )
+from sgdvi.infra.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sgdvi.infra.atomic import atomic_write
 from sgdvi.diffusion.eigen import clipped_eigenvalues
 from sgdvi.diffusion.stats import spectrum_statistics
+from sgdvi.infra.atomic import atomic_write
 
 
 @dataclass(frozen=True)
