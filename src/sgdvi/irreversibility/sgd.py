@@ -280,16 +280,45 @@ def analyse_current(
     Returns a summary dict (drift size, verdict, ...) and the two :class:`Projection` results.
     Same statistics as :func:`.reference.analyse_current` (observed values to rounding,
     surrogate z-scores to ~1e-6: the surrogates' held-out PCs and projections run in float32),
-    in a fraction of the time and memory.
+    in a fraction of the time and memory. Detrends and projects, then
+    :func:`analyse_projected`.
     """
     t0 = time.perf_counter()
     dt = _detrend(weights, np.asarray(directions, dtype=np.float64))
-    inc = dt.inc
-    inc_a = np.ascontiguousarray((inc @ directions.astype(np.float32)).T)
-    sur_a = [_walk_z(inc_a[:, p], s.n_blocks) for p in _permutations(len(inc), s)]
-    proj_a = _projection("diffusion", dt.y, np.array(sur_a), s)
+    inc_a = np.ascontiguousarray((dt.inc @ directions.astype(np.float32)).T)
+    summary = {
+        "drift_per_epoch": float(np.linalg.norm(dt.drift)),
+        "drift_displacement": dt.displacement,
+        "drift_relative": dt.relative,
+        "n_epochs": len(weights),
+    }
+    summary, projs = analyse_projected(dt.y, inc_a, dt.inc, summary, s, log, batch)
     if log:
-        log.info("diffusion directions: max |z| %.2f", np.abs(proj_a.area.z).max())
+        log.info("current analysis: %.1f s", time.perf_counter() - t0)
+    return summary, projs
+
+
+def analyse_projected(
+    y: np.ndarray,
+    inc_t: np.ndarray,
+    inc: np.ndarray,
+    drift: dict,
+    s: Settings,
+    log=None,
+    batch: int = 20,
+    name: str = "diffusion",
+) -> tuple[dict, list[Projection]]:
+    """The analysis after detrending: projection (a) on the detrended coordinates ``y``
+    (n, m), its surrogates from the float32 increments ``inc_t`` (m, n - 1) of ``y`` stored
+    transposed, and the held-out PCs (b) of the float32 detrended increments ``inc``
+    (n - 1, d') of the space they are computed in (all weights in :func:`analyse_current`,
+    the recorded subspace in :func:`sgdvi.trajectory.recorder.analyse_recording`). ``drift``
+    (drift sizes, ``n_epochs``) heads the returned summary; ``name`` names projection (a)."""
+    perms = _permutations(inc_t.shape[1], s)
+    sur_a = [_walk_z(inc_t[:, p], s.n_blocks) for p in perms]
+    proj_a = _projection(name, y, np.array(sur_a), s)
+    if log:
+        log.info("%s directions: max |z| %.2f", name, np.abs(proj_a.area.z).max())
 
     V, var, yb = _heldout_pca(inc, s.m, s.max_pca_rows)
     perms = _permutations(len(inc), s)
@@ -298,14 +327,7 @@ def analyse_current(
     proj_b.extra = {"directions": V, "pc_variance": var}
     if log:
         log.info("held-out PCs: max |z| %.2f", np.abs(proj_b.area.z).max())
-        log.info("current analysis: %.1f s", time.perf_counter() - t0)
-    summary = {
-        "drift_per_epoch": float(np.linalg.norm(dt.drift)),
-        "drift_displacement": dt.displacement,
-        "drift_relative": dt.relative,
-        "n_epochs": len(weights),
-    }
-    summary |= verdict([proj_a, proj_b], s.alpha)
+    summary = dict(drift) | verdict([proj_a, proj_b], s.alpha)
     return summary, [proj_a, proj_b]
 
 
@@ -465,7 +487,7 @@ def current_arrays(projs: list[Projection], eigenvalues: np.ndarray, summary: di
         "strongest": np.array(summary["strongest"]),
     }
     for p in projs:
-        k = "diffusion" if p.name == "diffusion" else "pca"
+        k = "pca" if p.name == "pca-heldout" else p.name  # diffusion (or a recording's kind)
         out |= {
             f"{k}_y": p.y.astype(np.float32),
             f"{k}_L": p.area.L,
@@ -488,7 +510,7 @@ def trajectory_rows(tables: list[pd.DataFrame]) -> pd.DataFrame:
         r |= {"variant": t["variant"].iloc[0], "seed": int(t["seed"].iloc[0])}
         for name, g in t.groupby("projection"):
             k = g.z.abs().idxmax()
-            tag = "diffusion" if name == "diffusion" else "pca"
+            tag = "pca" if name == "pca-heldout" else name
             r |= {
                 f"current_{tag}_max_abs_z": abs(g.z[k]),
                 f"current_{tag}_L": g.L[k],
