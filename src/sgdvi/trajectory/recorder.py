@@ -21,7 +21,7 @@ Example (a runnable user loop; ``analyse_recording`` needs a few hundred rows)::
     model = build_model("tiny-fc")
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     with TrajectoryRecorder(model, "rec", k=10, seed=0, every="epoch", burn_in=50) as rec:
-        for epoch in range(rec.n_rows, 450):      # resumes after a killed run's last row
+        for epoch in range(rec.n_rows, 450):  # after a kill: rows so far (+ your checkpoint)
             for i in torch.randperm(256).split(32):
                 opt.zero_grad()
                 torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
@@ -31,7 +31,9 @@ Example (a runnable user loop; ``analyse_recording`` needs a few hundred rows)::
     print(summary["verdict"], summary["drift_relative"])
 
 (A real loop must also checkpoint its own model and optimiser each epoch: the recorder only
-appends after its last committed row, it does not roll back.)
+appends after its last committed row, it does not roll back. For ``every="step"`` on a large
+model, ``track_drift=False`` skips the full-space sums (a few passes over ``d`` floats per
+record); the drift sizes are then NaN.)
 
 Directions: seeded random orthonormal ones (:func:`random_directions`, generated in row chunks
 and orthonormalised by a thin QR, so ``d = 10^6`` needs ``d x k`` floats, never ``d x d``), or
