@@ -48,6 +48,22 @@ TEST_CONFIG = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_te
 # ---------------------------------------------------------------- catalog settings
 
 
+def test_catalog_finds_the_workflow_as_a_standardized_one():
+    """The catalog's generator takes workflow/ as the workflow folder when it exists and skips
+    the repository unless workflow/Snakefile exists; rules must end in .smk; "standardized
+    usage" needs config/README.md and the settings file; it reports snakefmt's verdict on
+    workflow/Snakefile and the rules."""
+    workflow = REPO / "workflow" if (REPO / "workflow").is_dir() else REPO
+    snakefiles = [workflow / "Snakefile", *sorted((workflow / "rules").glob("*.smk"))]
+    assert snakefiles[0].is_file() and len(snakefiles) > 1
+    assert (REPO / "config" / "README.md").is_file() and isinstance(CATALOG, dict)
+    readme = (REPO / "README.md").read_text().lower()
+    assert "snakemake" in readme and "workflow" in readme
+    snakefmt = str(Path(sys.executable).with_name("snakefmt"))
+    proc = subprocess.run([snakefmt, "--check", *map(str, snakefiles)], capture_output=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_catalog_settings_have_the_keys_the_catalog_reads():
     """The catalog reads usage.mandatory-flags, usage.software-stack-deployment, usage.report."""
     usage = CATALOG["usage"]

@@ -2,10 +2,12 @@
 
 ``snakedeploy deploy-workflow <repo> <dest> --tag <tag>`` copies ``config/`` to ``<dest>/config``
 and writes a Snakefile that declares this repository's Snakefile as a module with the user's
-``config`` and uses all its rules. Here the module is the local checkout (snakedeploy would
-write ``github("<owner>/<repo>", path="Snakefile", tag=...)``), the user's directory a temporary
-one. Relative paths in the module (rule includes, scripts, conda envs, report captions) must
-resolve against the module's files, outputs and logs against the user's directory.
+``config`` and uses all its rules. Here the module is the local checkout (snakedeploy writes
+``github("<owner>/<repo>", path="workflow/Snakefile", tag=...)``: it takes workflow/Snakefile,
+which includes the top-level Snakefile, when it exists; both entry points are tested), the
+user's directory a temporary one. Relative paths in the module (rule includes, scripts, conda
+envs, report captions) must resolve against the module's files, outputs and logs against the
+user's directory.
 """
 
 from __future__ import annotations
@@ -61,15 +63,15 @@ rule job_environment:
 """
 
 
-def deploy(dest: Path) -> Path:
+def deploy(dest: Path, entry: str) -> Path:
     """What snakedeploy leaves in ``dest``: config/ (the repository's, device set to cpu as a
-    user would on a machine without GPU) and the module Snakefile."""
+    user would on a machine without GPU) and the Snakefile using ``entry`` as the module."""
     shutil.copytree(REPO / "config", dest / "config")
     cfg_path = dest / "config" / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["device"] = "cpu"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (dest / "Snakefile").write_text(USER_SNAKEFILE.format(snakefile=REPO / "Snakefile"))
+    (dest / "Snakefile").write_text(USER_SNAKEFILE.format(snakefile=REPO / entry))
     return dest
 
 
@@ -92,10 +94,11 @@ def snakemake(dest: Path, *args: str, timeout: int = 300) -> subprocess.Complete
     return proc
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A deployed directory after building Fig. 4a (Example 19, lambda = 0) through the module."""
-    dest = deploy(tmp_path_factory.mktemp("deployed"))
+@pytest.fixture(scope="module", params=["workflow/Snakefile", "Snakefile"])
+def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployed directory after building Fig. 4a (Example 19, lambda = 0) through the module
+    (its entry point: snakedeploy's choice, workflow/Snakefile, or the top-level Snakefile)."""
+    dest = deploy(tmp_path_factory.mktemp("deployed"), request.param)
     snakemake(dest, "--cores", "1", "results/figures/fig4a.pdf")
     return dest
 
@@ -146,13 +149,15 @@ def test_critical_points_computed_through_the_module_are_zeros_of_the_drift(depl
 
 
 def test_module_default_target_is_the_whole_workflow(deployed):
-    """`use rule * from sgdvi` brings the module's `all` rule as the default target."""
+    """`use rule * from sgdvi` brings the module's default target: rule `all` of the top-level
+    Snakefile, or `default` of workflow/Snakefile (the same inputs)."""
     proc = snakemake(deployed, "--dry-run", "--cores", "2")
     jobs = dag_tools.parse_dry_run(proc.stdout + "\n" + proc.stderr)
     rules = {job.rule for job in jobs}
-    assert {"all", "theory_fig4", "train", "diffusion_spectrum", "trajectory_train"} <= rules
-    (done,) = [j for j in jobs if j.rule == "all"]
-    assert "results/figures/fig4a.pdf" in done.inputs
+    assert {"theory_fig4", "train", "diffusion_spectrum", "trajectory_train"} <= rules
+    (target,) = [j for j in jobs if j.rule in ("all", "default")]
+    assert "results/figures/fig4a.pdf" in target.inputs
+    assert "results/tables/paper_comparison.parquet" in target.inputs
     assert not any("results/figures/fig4a.pdf" in j.outputs for j in jobs)  # already built
 
 
