@@ -1,0 +1,215 @@
+"""Networks by import path (sgdvi.models_registry), the checks before training
+(sgdvi.user_inputs), and the ResNet-20 example (sgdvi.examples.resnet)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sgdvi.examples.resnet import ResNet, resnet20, resnet_weights
+from sgdvi.models import count_weights
+from sgdvi.models_registry import (
+    ModelSpecError,
+    add_python_path,
+    build_network,
+    check_model_output,
+    model_label,
+    parse_model_spec,
+    resolve_model,
+)
+
+TESTS = Path(__file__).resolve().parent
+FIXTURE = "user_model_fixture:make_net"
+
+
+@pytest.fixture
+def on_path(monkeypatch):
+    """tests/ on sys.path and PYTHONPATH (restored afterwards), as python_path: does it."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    add_python_path([str(TESTS)])
+
+
+# --------------------------------------------------------------------------- ResNet-20
+
+
+def test_resnet20_has_he_et_al_weight_count():
+    """He et al. (2016) quote 0.27 M weights for ResNet-20 on 3-channel CIFAR: 269,722 with
+    option-A shortcuts and bias-free convolutions; one input channel saves 16*9*2 = 288."""
+    assert count_weights(resnet20(num_classes=10, in_channels=3)) == 269_722
+    assert count_weights(resnet20()) == 269_434
+    for blocks, classes, channels in [(1, 5, 1), (2, 10, 3), (3, 7, 1)]:
+        model = ResNet(blocks=blocks, num_classes=classes, in_channels=channels)
+        assert count_weights(model) == resnet_weights(blocks, classes, channels)
+
+
+def test_resnet20_layout_and_output():
+    model = resnet20()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 19 and len(bns) == 19  # 6n + 1 conv layers + the linear head = 20
+    assert all(c.bias is None for c in convs)
+    x = torch.randn(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    h = model.stages[:4](torch.relu(model.bn(model.conv(x))))  # after the first block of stage 2
+    assert h.shape == (3, 32, 14, 14)
+
+
+def test_option_a_shortcut_is_subsample_and_zero_pad():
+    block = ResNet(blocks=1, width=2).stages[1]  # 2 -> 4 channels, stride 2
+    x = torch.randn(1, 2, 6, 6)
+    s = block.shortcut(x)
+    assert s.shape == (1, 4, 3, 3)
+    torch.testing.assert_close(s[:, :2], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(s[:, 2:]) == 0
+
+
+def test_per_example_gradients_of_a_residual_net_match_a_loop():
+    """The hooks path of D(x) (eq. (2)) on a residual net with option-A shortcuts: each row
+    equals that example's own autograd gradient (eval-mode BN, float64)."""
+    from sgdvi.diffusion.gradients import hooks_supported, per_example_grad_fn
+
+    torch.manual_seed(0)
+    model = ResNet(blocks=1, num_classes=4, in_channels=1, width=2).double()
+    model.train()
+    model(torch.randn(16, 1, 8, 8, dtype=torch.float64))  # non-trivial running statistics
+    model.eval()
+    assert hooks_supported(model)
+    x, y = torch.randn(5, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 3, 1, 2, 3])
+    got = per_example_grad_fn(model, "hooks")(x, y)
+    for k in range(5):
+        model.zero_grad()
+        F.cross_entropy(model(x[k : k + 1]), y[k : k + 1]).backward()
+        ref = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        torch.testing.assert_close(got[k], ref, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def test_builtin_names_parse_and_unknown_names_are_refused():
+    assert parse_model_spec("small-fc").builtin == "small-fc"
+    assert model_label("tiny-fc") == "tiny-fc"
+    with pytest.raises(ModelSpecError, match=r"experiments\.x\.model: unknown model 'lenet'"):
+        parse_model_spec("lenet", "experiments.x.model")
+    with pytest.raises(ModelSpecError, match="'module:function'"):
+        parse_model_spec({"import": "no_colon"}, "m")
+    with pytest.raises(ModelSpecError, match=r"unknown keys \['kwarg'\]"):
+        parse_model_spec({"import": "a:b", "kwarg": {}}, "m")
+
+
+def test_import_path_errors_name_the_key_and_the_fix(on_path):
+    key = "experiments.mine.model"
+    with pytest.raises(ModelSpecError, match=r"cannot import module 'no_such_mod'.*python_path"):
+        resolve_model({"import": "no_such_mod:net"}, key)
+    with pytest.raises(ModelSpecError, match=r"has no attribute 'make_nett'"):
+        resolve_model({"import": "user_model_fixture:make_nett"}, key)
+    with pytest.raises(ModelSpecError, match="is not callable"):
+        resolve_model({"import": "user_model_fixture:NOT_A_FUNCTION"}, key)
+    with pytest.raises(ModelSpecError, match=r"raised TypeError.*kwargs"):
+        build_network({"import": FIXTURE, "kwargs": {"depth": 3}}, key=key)
+
+
+def test_build_network_passes_num_classes_unless_kwargs_set_it(on_path):
+    net = build_network({"import": FIXTURE, "kwargs": {"width": 3}}, num_classes=7, dropout=0.0)
+    assert net.head.out_features == 7 and net.head.in_features == 3
+    fixed = build_network({"import": FIXTURE, "kwargs": {"num_classes": 4}}, num_classes=7)
+    assert fixed.head.out_features == 4
+    assert model_label({"import": FIXTURE}) == FIXTURE
+
+
+def test_output_check_catches_too_few_classes_and_wrong_shapes(on_path):
+    ok = check_model_output(build_network({"import": FIXTURE}), (1, 9, 9), 9, "k")
+    assert ok.num_outputs == 10
+    assert ok.num_weights == count_weights(build_network({"import": FIXTURE}))
+    few = build_network({"import": "user_model_fixture:three_outputs"})
+    with pytest.raises(ModelSpecError, match="3 outputs but the dataset has label 9"):
+        check_model_output(few, (1, 28, 28), 9, "k")
+    flat = build_network({"import": "user_model_fixture:flat_output"})
+    with pytest.raises(ModelSpecError, match=r"to \(2,\); it must return logits"):
+        check_model_output(flat, (1, 28, 28), 9, "k")
+    with pytest.raises(ModelSpecError, match=r"fails on a batch of inputs of shape \(1, 7, 7\)"):
+        check_model_output(few, (1, 7, 7), 2, "k")
+
+
+def test_python_path_is_resolved_against_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "/already")
+    (tmp_path / "nets").mkdir()
+    entries = add_python_path(["nets"], base=tmp_path)
+    assert entries == [str(tmp_path / "nets")]
+    assert sys.path[0] == str(tmp_path / "nets")
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "nets"), "/already"]
+
+
+# --------------------------------------------------------------------------- checks before training
+
+
+def _config(tmp_path: Path, model, **exp) -> dict:
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.normal(size=(8, 1, 9, 9)).astype(np.float32),
+        y_train=np.arange(8) % 6,
+        x_test=rng.normal(size=(4, 1, 9, 9)).astype(np.float32),
+        y_test=np.arange(4),
+    )
+    return {
+        "python_path": [str(TESTS)],
+        "run": ["mine"],
+        "datasets": {"tiny": {"kind": "npz", "path": str(tmp_path / "d.npz")}},
+        "experiments": {
+            "mine": {"model": model, "dataset": "tiny", "dropout": 0.0, "augment": False, **exp},
+            "paper": {"model": "small-fc", "dataset": "mnist7", "dropout": 0.0},
+        },
+    }
+
+
+def test_check_user_inputs_returns_the_facts(tmp_path, monkeypatch):
+    from sgdvi.user_inputs import check_user_inputs
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    facts = check_user_inputs(_config(tmp_path, {"import": FIXTURE}))
+    assert set(facts) == {"mine"}  # the paper's experiments keep their own checks
+    assert facts["mine"].input_shape == (1, 9, 9) and facts["mine"].num_classes == 6
+    assert facts["mine"].num_weights == count_weights(build_network({"import": FIXTURE}, 6))
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        ({"import": "nets_nowhere:net"}, {}, r"experiments\.mine\.model\.import: cannot import"),
+        ({"import": "user_model_fixture:nett"}, {}, r"experiments\.mine\.model\.import: .*nett"),
+        ({"import": FIXTURE}, {"num_classes": 5}, "5 outputs but the dataset has label 5"),
+        ({"import": FIXTURE, "kwargs": {"in_channels": 3}}, {}, r"fails on a batch .*\(1, 9, 9\)"),
+        ("small-lenet", {}, r"experiments\.mine\.model: the network fails on a batch"),
+        ({"import": FIXTURE}, {"augment": True}, r"experiments\.mine\.augment"),
+    ],
+)
+def test_check_user_inputs_names_the_key(tmp_path, monkeypatch, model, extra, message):
+    from sgdvi.config import ConfigError
+    from sgdvi.user_inputs import check_user_inputs
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(ConfigError, match=message) as info:
+        check_user_inputs(_config(tmp_path, model, **extra))
+    assert len(str(info.value).splitlines()) <= 2
+
+
+def test_check_user_inputs_reports_a_bad_data_file_by_dataset_key(tmp_path, monkeypatch):
+    from sgdvi.config import ConfigError
+    from sgdvi.user_inputs import check_user_inputs
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    config = _config(tmp_path, {"import": FIXTURE})
+    y = np.zeros(7, dtype=np.int64)
+    with np.load(tmp_path / "d.npz") as z:
+        np.savez(tmp_path / "d.npz", **{**{k: z[k] for k in z.files}, "y_train": y})
+    with pytest.raises(ConfigError, match=r"datasets\.tiny\.path: .*8 images but 7 labels"):
+        check_user_inputs(config)
