@@ -213,3 +213,73 @@ def test_check_user_inputs_reports_a_bad_data_file_by_dataset_key(tmp_path, monk
         np.savez(tmp_path / "d.npz", **{**{k: z[k] for k in z.files}, "y_train": y})
     with pytest.raises(ConfigError, match=r"datasets\.tiny\.path: .*8 images but 7 labels"):
         check_user_inputs(config)
+
+
+# --------------------------------------------------------------------------- summary, recording
+
+
+def test_effective_ranks_against_closed_forms():
+    from sgdvi.user_summary import effective_ranks
+
+    flat = effective_ranks(np.array([2.0, 2.0, 2.0, 2.0, 1e-20]), threshold=1e-12)
+    assert flat["participation_ratio"] == pytest.approx(4.0)
+    assert flat["entropy_rank"] == pytest.approx(4.0)
+    assert flat["k90"] == 4
+    lam = np.array([9.0, 1.0, 0.5, 0.0])
+    got = effective_ranks(lam, threshold=0.0)
+    p = lam[:3] / lam[:3].sum()
+    assert got["participation_ratio"] == pytest.approx(10.5**2 / (81 + 1 + 0.25))
+    assert got["entropy_rank"] == pytest.approx(np.exp(-sum(q * np.log(q) for q in p)))
+    assert got["k90"] == 2  # 9/10.5 = 0.857 < 0.9 <= 10/10.5
+    assert effective_ranks(np.zeros(3), 0.0)["k90"] == 0
+
+
+def test_user_summary_rows():
+    import pandas as pd
+
+    from sgdvi.user_summary import user_summary
+
+    lam = np.concatenate([[4.0, 1.0, 1e-3], np.zeros(7)])
+    record = {
+        "experiment": "e", "model": "m:f", "fraction": 1.0, "epoch": 2, "n": 3, "d": 10,
+        "solver": "gram", "rank": 3, "eigenvalues": lam, "threshold": 1e-9,
+        "lambda_max": 4.0, "trace": lam.sum(), "grad_norm": 0.1,
+    }  # fmt: skip
+    metrics = pd.DataFrame({"epoch": [1, 2], "train_error": [0.5, 0.25], "test_error": [0.6, 0.3]})
+    table = user_summary([record], metrics, {"verdict": "current detected", "level": 1e-4})
+    row = table.iloc[0]
+    assert row.max_rank == 2 and row.rank_pct_of_max == pytest.approx(150.0)
+    assert row.rank_pct_of_d == pytest.approx(30.0) and row.top2 == 1.0
+    assert row.test_error == 0.3 and row.final_test_error == 0.3
+    assert row.current_verdict == "current detected" and row.current_strongest == ""
+
+
+def test_recording_hook_rows_resume_and_finish(tmp_path):
+    from sgdvi.recording_hook import CurrentSettings, RecordingHook
+    from sgdvi.trajectory.recorder import load_recording
+
+    settings = CurrentSettings.from_config({"k": 3}, [[0, 0.1], [2, 0.01]], epochs=4)
+    assert settings.from_epoch == 2 and settings.every == "step"
+    model = torch.nn.Linear(4, 2)
+    path, out = tmp_path / "rec", tmp_path / "trained"
+    out.mkdir()
+    steps = 3
+    with RecordingHook(settings, path, steps) as hook:
+        assert hook.burn_in == 6
+        for step in range(1, steps + 1):
+            with torch.no_grad():
+                model.weight += 0.1 * step
+            hook(model, 0, step, steps)
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    with RecordingHook(settings, path, steps) as hook:  # resumed from an earlier checkpoint
+        hook(model, 0, 3, steps)  # row 3 exists: skipped
+        hook(model, 1, 1, steps)  # row 4: recorded
+        with pytest.raises(RuntimeError, match="rows are missing"):
+            hook(model, 1, 3, steps)
+        dest = hook.finish(out)
+    rec = load_recording(dest)
+    assert len(rec.rows) == 4 and not path.exists() and not list(dest.glob("*.lock"))
+    flat = torch.cat([p.reshape(-1) for p in snapshot]).double().numpy()
+    np.testing.assert_allclose(rec.rows[3], flat @ rec.directions(), rtol=1e-12)
+    with pytest.raises(ValueError, match="from_epoch 4 must be in 0..3"):
+        CurrentSettings.from_config({"from_epoch": 4}, [[0, 0.1]], epochs=4)

@@ -253,13 +253,18 @@ def prepare_dataset(
     name: str, entry: Mapping[str, Any], default_normalisation: str = "standard"
 ) -> dict[str, np.ndarray]:
     """Prepared arrays of a ``fashion-mnist`` or user-kind dataset (the rule of
-    ``workflow/rules/user.smk``; MNIST keeps rule ``prepare_mnist``)."""
+    ``workflow/rules/user.smk``; MNIST keeps rule ``prepare_mnist``), checked against what
+    :func:`inspect_dataset` read from the headers."""
     kind = dataset_kind(entry)
+    facts = inspect_dataset(name, entry)
     if kind == "fashion-mnist":
-        return prepare_fashion_dataset(entry, default_normalisation)
-    if kind in USER_KINDS:
-        return prepare_user_dataset(entry, name)
-    raise ValueError(f"datasets.{name}: kind {kind!r} is prepared by another rule")
+        arrays = prepare_fashion_dataset(entry, default_normalisation)
+    elif kind in USER_KINDS:
+        arrays = prepare_user_dataset(entry, name)
+    else:
+        raise ValueError(f"datasets.{name}: kind {kind!r} is prepared by another rule")
+    check_prepared(name, arrays, facts)
+    return arrays
 
 
 def check_prepared(name: str, arrays: Mapping[str, np.ndarray], facts: DatasetFacts) -> None:
