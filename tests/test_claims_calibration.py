@@ -124,3 +124,13 @@ def test_calibrate_rows_and_theory_rows():
 def test_calibrate_needs_a_path():
     with pytest.raises(ValueError, match="no projected path"):
         cal.calibrate([], "stated", cal.Settings())
+
+
+def test_with_few_permutations_the_level_is_the_smallest_p_value():
+    """20 permutations cannot reach p <= 0.01: the tests are calibrated at 1/21, the level
+    their p-values can reach (they still enter the pooled test)."""
+    s = small_settings(n_permutations=20, seed_alpha=0.01)
+    assert s.permutation_level == pytest.approx(1 / 21)
+    rng = np.random.default_rng(11)
+    walk = cal.walk(rng.standard_normal((499, 2)))
+    assert cal.band_test_rejects(walk, s, rng)  # p = 1/21: no shuffle reaches a walk

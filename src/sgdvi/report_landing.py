@@ -1,7 +1,9 @@
 """The landing page of ``snakemake --report``: what the run found, before how it was run.
 
 ``workflow/report/workflow.rst`` (the report's first page) includes the reStructuredText that
-:func:`landing_rst` writes to ``results/report/landing.rst``: the comparison with the paper as a
+:func:`landing_rst` writes to ``results/report/landing.rst``: first the claims ledger (one
+verdict per claim of the paper and setting, pooled over seeds: :mod:`sgdvi.claims.ledger`;
+the per-seed rows are in ``results/tables/claims.csv``), then the comparison with the paper as a
 compact table (the figure, the quantity, the paper's value, ours under the paper's stated
 setting and under the authors' actual setting, and whether each claim holds; the full table with
 ratios, sources and notes is ``results/tables/paper_comparison.csv`` in the report), followed by
@@ -30,6 +32,18 @@ COMPACT_COLUMNS = (
     ("stated", "ours: stated setting"),
     ("authors", "ours: authors' setting"),
     ("holds", "claim holds (stated / authors)"),
+)
+
+#: columns of the landing ledger: (key of :func:`compact_ledger`'s rows, heading)
+LEDGER_COLUMNS = (
+    ("paper", "paper"),
+    ("statement", "claim"),
+    ("setting", "setting"),
+    ("seeds", "seeds"),
+    ("estimate", "estimate [95 % interval]"),
+    ("p", "pooled p"),
+    ("verdict", "verdict"),
+    ("why", "why"),
 )
 
 #: largest width of an embedded thumbnail, in pixels
@@ -75,6 +89,34 @@ def compact_comparison(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c for c, _ in COMPACT_COLUMNS])
 
 
+def compact_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows of the claims ledger (``sgdvi.claims.ledger.COLUMNS``) as a reader
+    needs them first: the claim, its setting, how many seeds, the estimate with its interval,
+    the pooled p-value, the verdict and why (with the calibration warning where one applies).
+    """
+    rows = []
+    for r in ledger[ledger["row"] == "pooled"].to_dict("records"):
+        estimate = fmt(r.get("estimate"))
+        if estimate and fmt(r.get("low")):
+            estimate += f" [{fmt(r['low'])}, {fmt(r['high'])}]"
+        why = fmt(r.get("reason"))
+        if "miscalibrated" in fmt(r.get("calibration")):
+            why += f" (calibration: {r['calibration']})"
+        rows.append(
+            {
+                "paper": fmt(r.get("paper")),
+                "statement": fmt(r.get("statement")),
+                "setting": fmt(r.get("setting")),
+                "seeds": fmt(r.get("n_seeds")) if r.get("n_seeds") else "",
+                "estimate": estimate,
+                "p": fmt(r.get("p_value")),
+                "verdict": fmt(r.get("verdict")),
+                "why": why,
+            }
+        )
+    return pd.DataFrame(rows, columns=[c for c, _ in LEDGER_COLUMNS])
+
+
 def _rst_cell(text: str) -> str:
     """One list-table cell (a single line; rst markup characters escaped)."""
     text = " ".join(str(text).split())
@@ -115,12 +157,21 @@ def result_link(path: str) -> str:
 def landing_rst(
     comparison: pd.DataFrame | None,
     figures: Sequence[tuple[str, Path, str]],
+    ledger: pd.DataFrame | None = None,
 ) -> str:
-    """The landing section: compact comparison table, then one thumbnail per figure.
+    """The landing section: the claims ledger's pooled rows (when given), the compact
+    comparison table, then one thumbnail per figure.
 
     ``figures``: (name, PNG file, path of the figure's result in the report) for each figure.
     """
     out: list[str] = []
+    if ledger is not None and len(ledger):
+        out += list_table(
+            compact_ledger(ledger),
+            [h for _, h in LEDGER_COLUMNS],
+            "The paper's claims, pooled over seeds (per-seed rows, tests and calibration: "
+            "claims.csv in *Comparison with the paper*)",
+        )
     if comparison is not None and len(comparison):
         out += list_table(
             compact_comparison(comparison),

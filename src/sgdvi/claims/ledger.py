@@ -29,7 +29,7 @@ reported as such, and a "holds" that rests on it becomes "undecided".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pandas as pd
 
@@ -275,18 +275,28 @@ def _temperature_row() -> dict:
     )
 
 
+def _settings(settings: Settings | Mapping | None) -> Settings:
+    if settings is None or isinstance(settings, Settings):
+        return settings or Settings()
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown claims settings {unknown}; known: {sorted(known)}")
+    return Settings(**settings)
+
+
 def claims_table(
     diffusion: pd.DataFrame | None,
     figures: Mapping[str, str],
     trajectory: pd.DataFrame | None,
     calibration: pd.DataFrame | None = None,
-    settings: Settings | None = None,
+    settings: Settings | Mapping | None = None,
 ) -> pd.DataFrame:
     """The ledger: for every claim, its pooled row per setting followed by the per-seed rows
     (columns :data:`COLUMNS`). ``figures``: the config's ``diffusion.figures``;
     ``calibration``: the rows of :func:`sgdvi.claims.calibration.calibrate` of every variant
-    (None: not measured)."""
-    st = settings or Settings()
+    (None: not measured); ``settings``: :class:`Settings` or a mapping of its fields."""
+    st = _settings(settings)
     rows = _fig1_rows(diffusion, figures, st)
     rows += _remark16_rows(diffusion, figures, st)
     rows += _fig3a_rows(trajectory, st, calibration)
