@@ -125,9 +125,11 @@ def _rst_cell(text: str) -> str:
     return text or ".."
 
 
-def list_table(frame: pd.DataFrame, headings: Sequence[str], title: str) -> list[str]:
-    """``frame`` as an rst ``list-table`` with ``headings``."""
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", "   :class: comparison", ""]
+def list_table(
+    frame: pd.DataFrame, headings: Sequence[str], title: str, css_class: str = "comparison"
+) -> list[str]:
+    """``frame`` as an rst ``list-table`` with ``headings`` (HTML class ``css_class``)."""
+    lines = [f".. list-table:: {title}", "   :header-rows: 1", f"   :class: {css_class}", ""]
     for i, h in enumerate(headings):
         lines.append(("   * - " if i == 0 else "     - ") + _rst_cell(h))
     for row in frame.itertuples(index=False):
@@ -171,6 +173,7 @@ def landing_rst(
             [h for _, h in LEDGER_COLUMNS],
             "The paper's claims, pooled over seeds (per-seed rows, tests and calibration: "
             "claims.csv in *Comparison with the paper*)",
+            css_class="ledger",
         )
     if comparison is not None and len(comparison):
         out += list_table(
