@@ -18,11 +18,15 @@ min_version("9.17")
 configfile: "config/config.yaml"
 
 
-# against workflow/schemas/config.schema.yaml; a bad key or value stops here in a few lines
-# (key path, what is wrong, the closest valid key, the 1.0e+6 hint for 1e6)
-_config_problem = sgdvi.config.schema_error(config)
-if _config_problem:
-    raise sgdvi.config.ConfigError(_config_problem)
+# The one entry point of the configuration: every key left out gets its default from
+# workflow/schemas/config.schema.yaml, the result is validated and cross-checked, and `config`
+# is updated in place, so every rule below reads the filled config. A bad key or value stops
+# here in a few lines (key path, what is wrong, the closest valid key, the 1.0e+6 hint for 1e6);
+# raised again from here so that Snakemake prints the message without the library's frames.
+try:
+    sgdvi.config.load(config)
+except sgdvi.config.ConfigError as problem:
+    raise sgdvi.config.ConfigError(str(problem)) from None
 
 
 include: "workflow/rules/common.smk"

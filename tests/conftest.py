@@ -47,6 +47,18 @@ def deep_update(base: dict, extra: dict) -> dict:
     return out
 
 
+def workflow_config(*files: str | Path, extra: dict | None = None) -> dict:
+    """The config the workflow's rules see: the YAML ``files`` (relative to the repository)
+    merged in order as Snakemake merges ``--configfile``, then ``extra``, then the one entry
+    point :func:`sgdvi.config.load` (schema defaults, validation, cross-key checks)."""
+    from sgdvi.config import load
+
+    merged: dict = {}
+    for name in files:
+        merged = deep_update(merged, yaml.safe_load((REPO / name).read_text()) or {})
+    return load(deep_update(merged, extra or {}))
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array in the IDX format of the original MNIST files."""
     array = np.ascontiguousarray(array, dtype=np.uint8)

@@ -1,4 +1,5 @@
-"""Config validation: the schema and the cross-key checks reject bad configs, naming the key."""
+"""Config validation through the one entry point ``sgdvi.config.load``: the schema and the
+cross-key checks reject bad configs, naming the key."""
 
 from __future__ import annotations
 
@@ -13,30 +14,33 @@ from sgdvi.config import (
     dataset_options,
     experiment_num_classes,
     fraction_tag,
+    load,
     snapshot_epoch,
-    validate_config,
     weight_count,
 )
 
-from conftest import deep_update
+from conftest import deep_update, workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def paper() -> dict:
+def raw_paper() -> dict:
+    """config/config.yaml as written (before load fills the schema defaults)."""
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def test_shipped_configs_are_valid(paper):
-    validate_config(paper)
-    quick = deep_update(paper, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
-    validate_config(quick)
-    cifar = deep_update(quick, yaml.safe_load((REPO / "config" / "cifar-quick.yaml").read_text()))
-    validate_config(cifar)
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    return workflow_config("config/config.yaml")
+
+
+def test_shipped_configs_are_valid():
+    workflow_config("config/config.yaml", "config/quick.yaml")
+    cifar = workflow_config("config/config.yaml", "config/quick.yaml", "config/cifar-quick.yaml")
     assert len(cifar["run"]) == 6
-    tiny = deep_update(paper, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
-    validate_config(tiny)
+    workflow_config("config/config.yaml", "config/paper-mnist.yaml")
+    workflow_config("config/config.yaml", "tests/tiny.yaml")
 
 
 @pytest.mark.parametrize(
@@ -89,9 +93,9 @@ def test_shipped_configs_are_valid(paper):
         ({"diffusion": {"figures": {"figure-1": "fc-mnist7"}}}, "figure-1"),
     ],
 )
-def test_bad_configs_are_rejected_naming_the_key(paper, change, key_in_message):
+def test_bad_configs_are_rejected_naming_the_key(raw_paper, change, key_in_message):
     with pytest.raises(ConfigError, match=key_in_message.replace(".", r"\.")):
-        validate_config(deep_update(paper, change))
+        load(deep_update(raw_paper, change))
 
 
 def test_snapshot_naming_and_epochs():
@@ -132,6 +136,14 @@ def test_datasets_resolve_with_defaults(paper):
     assert experiment_num_classes(five, "fc-mnist7-01") == 2
 
 
+def test_dataset_options_need_the_filled_config(raw_paper):
+    """dataset_options supplies no default of its own: the raw file lacks sample_seed for
+    mnist7 and only load() puts the schema's 42 there."""
+    with pytest.raises(KeyError):
+        dataset_options(raw_paper, "mnist7")
+    assert dataset_options(load(deep_update(raw_paper, {})), "mnist7")["sample_seed"] == 42
+
+
 def test_authors_experiments_are_run_and_drawn(paper):
     """fc-mnist7-authors and the three cause variants: the fc-mnist7 settings otherwise."""
     base = paper["experiments"]["fc-mnist7"]
@@ -145,11 +157,13 @@ def test_authors_experiments_are_run_and_drawn(paper):
         exp = paper["experiments"][name]
         assert (exp["dataset"], exp["snapshots"], exp["num_classes"]) == (dataset, snapshots, 10)
         same = {k: v for k, v in exp.items() if k not in ("dataset", "snapshots", "num_classes")}
-        assert same == {k: v for k, v in base.items() if k not in ("dataset", "snapshots")}
+        assert same == {
+            k: v for k, v in base.items() if k not in ("dataset", "snapshots", "num_classes")
+        }
         assert name in paper["run"]
-    mnist = deep_update(paper, yaml.safe_load((REPO / "config" / "paper-mnist.yaml").read_text()))
+    mnist = workflow_config("config/config.yaml", "config/paper-mnist.yaml")
     assert set(expect) <= set(mnist["run"])
-    quick = deep_update(paper, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
+    quick = workflow_config("config/config.yaml", "config/quick.yaml")
     assert "fc-mnist7-authors" in quick["run"]
     assert (
         quick["experiments"]["fc-mnist7-authors"]["epochs"]

@@ -1,29 +1,48 @@
-"""Defaults live in one place: the schema's ``default:`` entries, filled in by the Snakefile's
-``snakemake.utils.validate`` (``set_default=True``) before any rule reads the config."""
+"""Defaults live in one place: the schema's ``default:`` entries, filled in by the one entry
+point ``sgdvi.config.load`` (which the Snakefile calls) before any rule reads the config."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from snakemake.utils import validate
 
+from sgdvi.config import fill_defaults, load, read_schema, schema_default
 from sgdvi.config_reference import NAME, schema_keys
+from sgdvi.trajectory.variants import resolve_variants
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+SCHEMA = read_schema()
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 DEFAULTED = [k for k in schema_keys(SCHEMA) if k.has_default]
+VARIANT_KEYS = ("trajectory", "variants", NAME)
 
 
-def test_the_schema_has_defaults():
-    dotted = {k.dotted for k in DEFAULTED}
-    assert {"diffusion.lanczos.block_size", "diffusion.plot.cmap", "diffusion.threads"} <= dotted
+def test_every_optional_key_has_a_default():
+    """Only ``run`` and the keys an experiment or dataset must name are required; every other
+    key (map entries and trajectory-variant overrides aside) has a default."""
+    missing = [
+        k.dotted
+        for k in schema_keys(SCHEMA)
+        if not k.has_default
+        and not k.required
+        and k.path[-1] != NAME
+        and k.path[:3] != VARIANT_KEYS
+    ]
+    assert missing == []
+    required = {k.dotted for k in schema_keys(SCHEMA) if k.required}
+    assert required == {
+        "run",
+        "datasets.<name>.size",
+        "experiments.<name>.dataset",
+        "experiments.<name>.model",
+        "experiments.<name>.lr_schedule",
+    }
 
 
 @pytest.mark.parametrize("key", DEFAULTED, ids=lambda k: k.dotted)
@@ -33,6 +52,14 @@ def test_every_default_is_valid_and_not_required(key):
     root = {"$defs": SCHEMA["$defs"], "properties": SCHEMA["properties"], "allOf": [node]}
     jsonschema.Draft202012Validator(root).validate(key.default)
     assert not key.required, f"{key.dotted} has a default, so it cannot be required"
+
+
+def test_variant_overrides_have_no_default_of_their_own():
+    """A variant's keys ``$ref`` the base keys; a ``default:`` on them would be filled into
+    every variant and override the base value the variant should inherit."""
+    variant_keys = [k for k in schema_keys(SCHEMA) if k.path[:3] == VARIANT_KEYS]
+    assert len(variant_keys) > 10
+    assert not [k.dotted for k in variant_keys if k.has_default]
 
 
 def drop(config: dict, path: tuple[str, ...]) -> None:
@@ -49,7 +76,7 @@ def drop(config: dict, path: tuple[str, ...]) -> None:
             drop(node if head == NAME else node[head], tuple(rest))
 
 
-def defaults_of(config: dict, key) -> list:
+def values_of(config: dict, key) -> list:
     """The value(s) of ``key`` in ``config`` (one per entry of a ``<name>`` map on the path)."""
     nodes = [config]
     for part in key.path:
@@ -62,38 +89,96 @@ def defaults_of(config: dict, key) -> list:
     return nodes
 
 
-def test_validate_fills_every_default_at_every_depth():
-    """Leave out every key that has a default (a nested section too): validation puts back the
-    schema's value, inside maps such as ``experiments.<name>`` as well."""
+def test_load_fills_every_default_at_every_depth():
+    """Leave out every key that has a default, sections too, except the ones the paper's
+    experiments and figures need: load puts back the schema's value at every depth, inside
+    maps such as ``experiments.<name>`` and ``datasets.<name>`` as well."""
     config = copy.deepcopy(PAPER)
+    keep = {"datasets", "experiments", "diffusion", "diffusion.figures"}
     for key in sorted(DEFAULTED, key=lambda k: -len(k.path)):
-        drop(config, key.path)
-    assert "lanczos" not in config["diffusion"] and "plot" not in config["diffusion"]
-    validate(config, str(SCHEMA_PATH))
+        if key.dotted not in keep and key.path[:3] != VARIANT_KEYS:
+            drop(config, key.path)
+    assert set(config) == {"run", "datasets", "experiments", "diffusion"}
+    assert set(config["diffusion"]) == {"figures"}
+    assert "seed" not in config["experiments"]["lenet-mnist"]
+    load(config)
     for key in DEFAULTED:
-        found = defaults_of(config, key)
+        found = values_of(config, key)
         assert found, f"{key.dotted} was not filled in"
-        if not isinstance(key.default, dict):  # sections: their keys are checked
+        if not isinstance(key.default, dict):  # sections and maps: their keys are checked
             assert all(v == key.default for v in found), (key.dotted, found)
     assert config["diffusion"]["lanczos"]["max_dim"] == 4096
     assert config["diffusion"]["plot"] == {"bins": 40, "cmap": "Blues"}
+    assert config["datasets"]["mnist7-01"]["sample_seed"] == 42
+    # the defaults of the sections are the paper-scale values config/config.yaml states
+    paper = load(copy.deepcopy(PAPER))
+    for section in ("device", "data", "training", "diffusion", "theory", "irreversibility"):
+        assert config[section] == paper[section], section
+    paper["trajectory"]["variants"] = config["trajectory"]["variants"] = {}
+    assert config["trajectory"] == paper["trajectory"]
 
 
 def test_a_given_value_wins_over_the_default():
     config = copy.deepcopy(PAPER)
     config["diffusion"]["lanczos"] = {"block_size": 8}
-    validate(config, str(SCHEMA_PATH))
+    config["experiments"]["fc-mnist7"]["seed"] = 7
+    load(config)
     assert config["diffusion"]["lanczos"]["block_size"] == 8
     assert config["diffusion"]["lanczos"]["seed"] == 0
+    assert config["experiments"]["fc-mnist7"]["seed"] == 7
+
+
+def test_load_updates_in_place_and_is_idempotent():
+    config = {"run": []}
+    same = load(config)
+    assert same is config and config["trajectory"]["epochs"] == 100000
+    again = copy.deepcopy(config)
+    assert load(again) == config
 
 
 def test_a_trajectory_variant_inherits_instead_of_taking_defaults():
-    """Variants list the keys they override (``$ref`` to the base keys, no ``default:`` of
-    their own): validation must not fill ``num_classes: null`` into one."""
-    config = copy.deepcopy(PAPER)
-    config["trajectory"]["variants"] = {"authors": {"lr": 0.1}}
-    validate(config, str(SCHEMA_PATH))
-    assert config["trajectory"]["variants"]["authors"] == {"lr": 0.1}
+    """Variants list only the keys they override (``$ref`` to the base keys): load must not fill
+    defaults into one, else the variant would silently take e.g. ``epochs: 100000`` and
+    ``full_pass_every: 10`` instead of the base values it should inherit."""
+    config = {
+        "run": [],
+        "trajectory": {
+            "epochs": 500,
+            "burn_in": 50,
+            "full_pass_every": 3,
+            "variants": {"fast": {"lr": 0.1}, "off": None},
+        },
+    }
+    load(config)
+    assert config["trajectory"]["variants"] == {"fast": {"lr": 0.1}, "off": None}
+    merged = resolve_variants(config["trajectory"], lambda name: 5)
+    assert merged["fast"]["epochs"] == 500 and merged["fast"]["full_pass_every"] == 3
+    assert merged["fast"]["lr"] == 0.1 and merged["stated"]["lr"] == 0.001
+    assert set(merged) == {"stated", "fast"}
+
+
+def test_defaults_behind_a_ref_are_not_filled():
+    """The rule in isolation: a property that only ``$ref``s a node with a default gets none."""
+    schema = {
+        "$defs": {"lr": {"type": "number", "default": 0.5}},
+        "type": "object",
+        "properties": {
+            "base": {"type": "object", "properties": {"lr": {"$ref": "#/$defs/lr"}}},
+            "own": {
+                "type": "object",
+                "default": {},
+                "properties": {"lr": {"$ref": "#/$defs/lr", "default": 0.25}},
+            },
+        },
+    }
+    assert fill_defaults({"base": {}}, schema) == {"base": {}, "own": {"lr": 0.25}}
+
+
+def test_schema_default_lookup():
+    assert schema_default(SCHEMA, "diffusion.dense_max_d") == 4000
+    assert schema_default(SCHEMA, "experiments.<name>.seed") == 42
+    with pytest.raises(KeyError):
+        schema_default(SCHEMA, "run")
 
 
 def test_the_trainer_default_is_the_schema_default():
@@ -101,6 +186,21 @@ def test_the_trainer_default_is_the_schema_default():
     config's value, filled from the schema)."""
     from sgdvi.training import DIVERGENCE_FACTOR
 
-    node = SCHEMA["properties"]["training"]["properties"]["divergence_factor"]
-    assert node["default"] == DIVERGENCE_FACTOR
-    assert "divergence_factor" not in SCHEMA["properties"]["training"]["required"]
+    assert schema_default(SCHEMA, "training.divergence_factor") == DIVERGENCE_FACTOR
+
+
+def test_the_spectrum_defaults_are_the_schema_defaults():
+    """diffusion_spectrum keeps keyword defaults for library users: they are the schema's."""
+    from sgdvi.diffusion.compute import diffusion_spectrum
+
+    params = inspect.signature(diffusion_spectrum).parameters
+    pairs = {
+        "dense_max_d": "diffusion.dense_max_d",
+        "block_size": "diffusion.lanczos.block_size",
+        "krylov_tol": "diffusion.lanczos.krylov_tol",
+        "eig_tol": "diffusion.lanczos.eig_tol",
+        "max_krylov_dim": "diffusion.lanczos.max_dim",
+        "seed": "diffusion.lanczos.seed",
+    }
+    for arg, key in pairs.items():
+        assert params[arg].default == schema_default(SCHEMA, key), arg

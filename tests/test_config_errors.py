@@ -1,5 +1,7 @@
-"""Config errors in a few lines (issue 10, case 4): key path, what is wrong, the closest valid
-key, and the ``1.0e+6`` hint for a number YAML reads as a string."""
+"""Config errors in a few lines: key path, what is wrong, the closest valid key, and the
+``1.0e+6`` hint for a number YAML reads as a string (Snakemake's own ``validate`` printed the
+whole schema and config, hundreds of lines, for one misspelt key). The errors come from the
+one entry point ``sgdvi.config.load``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgdvi.config import ConfigError, schema_error, validate_config
+from sgdvi.config import ConfigError, load
+from sgdvi.config.schema import number_hint
 
 from conftest import SNAKEMAKE, deep_update
 
@@ -45,33 +48,41 @@ def paper() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+def load_error(config: dict) -> str:
+    """The message :func:`sgdvi.config.load` raises for ``config``."""
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_schema_errors_are_short_and_helpful(paper, case):
     text, expected = CASES[case]
-    config = deep_update(paper, yaml.safe_load(text))
-    message = schema_error(config)
-    assert message is not None
+    message = load_error(deep_update(paper, yaml.safe_load(text)))
     assert len(message.splitlines()) <= 3, message
     for part in expected:
         assert part in message, message
-    with pytest.raises(ConfigError):
-        validate_config(config)
 
 
 def test_number_hints():
-    from sgdvi.config import _number_hint
-
-    assert _number_hint("1e6").endswith("write it as 1.0e+6")
-    assert _number_hint("5e-4").endswith("write it as 5.0e-4")
-    assert _number_hint("2.5E3").endswith("write it as 2.5e+3")
-    assert _number_hint("mnist7") is None and _number_hint(3) is None
+    assert number_hint("1e6").endswith("write it as 1.0e+6")
+    assert number_hint("5e-4").endswith("write it as 5.0e-4")
+    assert number_hint("2.5E3").endswith("write it as 2.5e+3")
+    assert number_hint("mnist7") is None and number_hint(3) is None
 
 
 def test_many_errors_are_counted_not_listed(paper):
-    config = deep_update(paper, {"epochz": 1, "epochy": 2, "device": "tpu"})
-    message = schema_error(config)
+    message = load_error(deep_update(paper, {"epochz": 1, "epochy": 2, "device": "tpu"}))
     assert len(message.splitlines()) <= 3
     assert "more problem" in message
+
+
+def test_a_missing_required_key_is_named():
+    """Only ``run`` is required at the top level (everything else has a default)."""
+    message = load_error({"experiments": {}})
+    assert "'run' is a required property" in message, message
+    message = load_error({"run": ["x"], "experiments": {"x": {"model": "small-fc"}}})
+    assert "experiments.x" in message and "required property" in message, message
 
 
 @pytest.mark.parametrize(

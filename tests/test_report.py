@@ -14,9 +14,9 @@ import pytest
 import yaml
 from docutils.core import publish_parts
 from jinja2 import Environment
-from snakemake.utils import validate
 
 from sgdvi.benchmark_table import benchmark_table, find_benchmarks, read_benchmark
+from sgdvi.config import load
 from sgdvi.report_landing import landing_rst
 
 from conftest import deep_update
@@ -30,8 +30,7 @@ def merged(*files: Path) -> dict:
     config: dict = {}
     for f in files:
         config = deep_update(config, yaml.safe_load(f.read_text()) or {})
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    return config
+    return load(config)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:Argument .writer_name.:PendingDeprecationWarning")

@@ -228,9 +228,13 @@ is out of date. Do not edit by hand: edit the schema's `description:`/`default:`
 
 The workflow reads `config/config.yaml` (paper scale); `--configfile config/quick.yaml` merges
 the quick profile on top of it, and `--config key=value` overrides single keys. Before any job
-runs, the keys left out get their schema `default:`, the whole configuration is validated
-against `workflow/schemas/config.schema.yaml` (unknown keys are errors) and cross-checked by
-`sgdvi.config.check_config`.
+runs, the Snakefile calls `sgdvi.config.load(config)`, the one entry point of the
+configuration: every key left out gets its schema `default:` (at every depth, in every entry of
+`experiments:` and `datasets:`; never inside a trajectory variant, which inherits the base
+`trajectory:` keys), the whole configuration is validated against
+`workflow/schemas/config.schema.yaml` (unknown keys are errors) and cross-checked. Only `run`
+and, per entry, an experiment's `dataset`, `model`, `lr_schedule` and a dataset's `size` are
+required: a config of these alone runs at the paper's settings.
 
 Columns: **allowed** is what the schema accepts; **default** the value a key gets when it is
 left out; **paper** the value in `config/config.yaml`; **quick** the value `config/quick.yaml`

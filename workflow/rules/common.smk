@@ -15,8 +15,6 @@ if SGDVI_SRC not in _pythonpath.split(os.pathsep):
         PYTHONPATH=os.pathsep.join(p for p in (SGDVI_SRC, _pythonpath) if p)
     )
 
-sgdvi_config.check_config(config)
-
 RUN = list(config["run"])
 
 
