@@ -5,7 +5,7 @@
 
 # Settings that change a spectrum: only these are params of diffusion_spectrum, so that
 # changing threads, chunk_size, remark13_top or the plot settings reruns no spectrum
-# (the script reads the others from the config; issue 10, item 10).
+# (the script reads the others from the config).
 DIFFUSION_RESULT_KEYS = (
     "formula",
     "eps",
@@ -35,7 +35,7 @@ rule diffusion_spectrum:
         mem_mb=diffusion_mem_mb,
     params:
         settings=lambda wildcards: experiment(wildcards.experiment),
-        diffusion={k: DIFFUSION[k] for k in DIFFUSION_RESULT_KEYS if k in DIFFUSION},
+        diffusion={k: DIFFUSION[k] for k in DIFFUSION_RESULT_KEYS},
         device=device_name(),
     script:
         "../scripts/diffusion_spectrum.py"
