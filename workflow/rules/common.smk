@@ -95,6 +95,12 @@ def landing_comparison():
     return [table] if table in all_targets() else []
 
 
+def landing_claims():
+    """The claims ledger, which the landing page shows first (when this run makes it)."""
+    table = "results/tables/claims.parquet"
+    return [table] if table in all_targets() else []
+
+
 def all_targets():
     targets = []
     targets += train_targets()
@@ -102,6 +108,7 @@ def all_targets():
     targets += trajectory_targets()
     targets += theory_targets()
     targets += compare_targets()
+    targets += claims_targets()
     return targets
 
 
@@ -339,10 +346,17 @@ def theory_targets():
 
 # ---- comparison with the paper (workflow/rules/compare.smk) ----------------------------------
 
+import sgdvi.claims.seeds as claims_seeds
+
 # small-fc experiments in `run:` (Fig. 1b's settings), the stated one (diffusion.figures.fig1b) first
 COMPARE_STATED_FC = DIFFUSION_FIGURES.get("fig1b")
 COMPARE_VARIANTS = sorted(
-    (n for n in RUN if config["experiments"][n]["model"] == "small-fc"),
+    (
+        n
+        for n in RUN
+        if config["experiments"][n]["model"] == "small-fc"
+        and claims_seeds.replica_of(n, config["experiments"]) is None
+    ),
     key=lambda n: n != COMPARE_STATED_FC,
 )
 
@@ -389,3 +403,62 @@ IRR_LABELS = (
 def irreversibility_targets():
     """The figure (PDF + PNG); the validation rows reach theory.parquet via theory_table."""
     return [f"results/figures/irreversibility.{ext}" for ext in ("pdf", "png")]
+
+
+# ---- claims ledger (workflow/rules/claims.smk) ----------------------------------
+
+CLAIMS = config["claims"]
+CLAIMS_CALIBRATION = CLAIMS["calibration"]
+
+
+def claims_calibration_currents(wildcards):
+    """current.npz of the first `claims.calibration.max_seeds` seeds of the variant: their
+    projected paths supply the calibration's surrogates."""
+    seeds = traj_seeds(wildcards.variant)[: CLAIMS_CALIBRATION["max_seeds"]]
+    return [f"{trajectory_dir(wildcards.variant, s)}/current.npz" for s in seeds]
+
+
+def claims_calibration_settings(wildcards):
+    """sgdvi.claims.calibration.Settings: claims.calibration and the per-seed tests' keys."""
+    v = TRAJ_VARIANTS[wildcards.variant]
+    c = CLAIMS_CALIBRATION
+    return {
+        "n_surrogates": c["n_surrogates"],
+        "n_surrogates_band": c["n_surrogates_band"],
+        "n_surrogates_lemma20": c["n_surrogates_lemma20"],
+        "fpr_factor": c["fpr_factor"],
+        "seed": c["seed"],
+        "n_permutations": v["n_permutations"],
+        "low_frequency_cutoff": v["low_frequency_cutoff"],
+        "n_lags": v["n_lags"],
+        "max_lag_fraction": v["max_lag_fraction"],
+        "current_alpha": IRR["alpha"],
+        "n_blocks": IRR["n_blocks"],
+        "growth_max": IRR["growth_max"],
+    }
+
+
+def claims_calibration_files(kind):
+    """Per variant: the calibration's `details` (for the ledger) or `rows` (for
+    theory.parquet); none when the trajectory stage is off."""
+    if not TRAJ["enabled"]:
+        return []
+    suffix = "" if kind == "details" else "_rows"
+    return [f"results/claims/calibration_{v}{suffix}.parquet" for v in TRAJ_VARIANTS]
+
+
+def claims_diffusion_input():
+    return ["results/tables/diffusion.parquet"] if RUN else []
+
+
+def claims_settings():
+    """sgdvi.claims.rows.Settings from `claims:` and irreversibility.alpha."""
+    keys = ("alpha", "level", "low_rank_max_pct", "about_factor")
+    return {k: CLAIMS[k] for k in keys} | {"current_alpha": IRR["alpha"]}
+
+
+def claims_targets():
+    """The ledger, whenever the run has Fig. 1 experiments or trajectories to pool."""
+    if not RUN and not TRAJ["enabled"]:
+        return []
+    return [f"results/tables/claims.{ext}" for ext in ("parquet", "csv")]

@@ -24,11 +24,13 @@ rule benchmark_summary:
         "../scripts/benchmark_summary.py"
 
 
-# The report's landing page (workflow/report/workflow.rst includes this file): the comparison
-# with the paper as a compact table, then thumbnails of the figures that carry it (Figs. 1, 3).
+# The report's landing page (workflow/report/workflow.rst includes this file): the claims
+# ledger (pooled over seeds), the comparison with the paper as a compact table, then
+# thumbnails of the figures that carry it (Figs. 1, 3).
 rule report_landing:
     input:
         comparison=landing_comparison(),
+        claims=landing_claims(),
         figures=landing_figures(),
     output:
         "results/report/landing.rst",

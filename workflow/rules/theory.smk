@@ -221,6 +221,8 @@ rule theory_table:
         "results/theory/linearization.parquet",
         "results/theory/temperature.parquet",
         "results/theory/irreversibility.parquet",
+        # false-positive rates of the per-seed tests (claims.smk), as validation rows
+        claims_calibration_files("rows"),
     output:
         "results/tables/theory.parquet",
     log:

@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sgdvi.claims.seeds import expand as expand_seeds
 from sgdvi.config.base import SCHEMA_PATH, ConfigError
 from sgdvi.config.checks import cross_check
 from sgdvi.config.schema import fill_defaults, first_error, read_schema
@@ -26,7 +27,9 @@ def load(config: Config, schema_path: str | Path = SCHEMA_PATH) -> Config:
        ``experiments:``/``datasets:``, never into a trajectory variant's overrides);
     2. the result is validated against the schema; the first error is raised as
        :class:`ConfigError` in at most three lines (key path, what is wrong, closest key);
-    3. the checks between keys (:func:`sgdvi.config.checks.cross_check`) run;
+    3. seed counts become seed lists and training-seed replicas
+       (:func:`sgdvi.claims.seeds.expand`), then the checks between keys
+       (:func:`sgdvi.config.checks.cross_check`) run;
     4. ``config`` is replaced by the filled dictionary, in place, so that Snakemake's global
        ``config`` (and anything holding it) sees the defaults.
 
@@ -37,6 +40,7 @@ def load(config: Config, schema_path: str | Path = SCHEMA_PATH) -> Config:
     message = first_error(filled, schema)
     if message:
         raise ConfigError(message)
+    expand_seeds(filled)  # seed counts -> seed lists, experiments.<name>.seeds -> replicas
     cross_check(filled)
     config.clear()
     config.update(filled)
