@@ -136,11 +136,11 @@ def trained_snapshot(wildcards):
 
 # ---- diffusion stage (workflow/rules/diffusion.smk) ----------------------------------------
 
+import sgdvi.diffusion.memory as diffusion_memory
 import sgdvi.diffusion.paper as diffusion_paper
 
 DIFFUSION = config["diffusion"]
 DIFFUSION_FIGURES = dict(DIFFUSION["figures"])
-DIFFUSION_FULL_N = {"mnist": 60000, "cifar": 50000}
 
 
 def diffusion_files(name):
@@ -161,29 +161,10 @@ def diffusion_targets():
 
 
 def diffusion_mem_mb(wildcards):
-    """Peak memory of one job (sgdvi.diffusion.memory.peak_mb): the solver's working set
-    (gradients or D, not both: a dense fallback frees the gradients first) plus the inputs.
-    """
-    from sgdvi.diffusion import memory as diffusion_memory
-
-    exp = experiment(wildcards.experiment)
-    d = sgdvi_config.weight_count(exp["model"], exp["num_classes"])
-    n = DIFFUSION["subset"] or exp["train_subset"]
-    n = (
-        n
-        or DIFFUSION_FULL_N["cifar" if exp["dataset"].startswith("cifar") else "mnist"]
-    )
-    solver = diffusion_memory.planned_solver(
-        DIFFUSION["solver"], d, DIFFUSION["dense_max_d"], DIFFUSION["eps"], n
-    )
-    return diffusion_memory.peak_mb(
-        n,
-        d,
-        solver,
-        input_size=diffusion_memory.input_size(sgdvi_config.MODEL_INPUT[exp["model"]]),
-        chunk_size=DIFFUSION["chunk_size"],
-        max_dim=DIFFUSION["lanczos"]["max_dim"],
-    )
+    """Peak memory of one job (sgdvi.diffusion.memory.spectrum_job_mb): the solver's working
+    set for the examples the job really uses (the prepared dataset's size, capped by the
+    subsets) plus the inputs."""
+    return diffusion_memory.spectrum_job_mb(config, wildcards.experiment)
 
 
 def diffusion_figure_experiment(wildcards):
@@ -200,6 +181,7 @@ def diffusion_figure_title(wildcards):
 
 # ---- trajectory stage (workflow/rules/trajectory.smk) ----------------------------------------
 
+import sgdvi.trajectory.memory as traj_memory
 import sgdvi.trajectory.variants as traj_variants
 
 TRAJ = config["trajectory"]
@@ -259,13 +241,8 @@ def traj_settings(keys):
 
 
 def trajectory_analyse_mem_mb(wildcards):
-    """Peak memory of one analysis: the stored weights (float32, n x d) read once, about
-    four times their size in working arrays (the FFT blocks and surrogates), plus 1 GB.
-    """
-    s = TRAJ_VARIANTS[wildcards.variant]
-    d = sgdvi_config.weight_count("tiny-fc", s["num_classes"])
-    n_stored = s["epochs"] - s["burn_in"]
-    return int(5 * n_stored * d * 4 / 2**20) + 1000
+    """Peak memory of one analysis (sgdvi.trajectory.memory.analyse_mem_mb)."""
+    return traj_memory.analyse_mem_mb(TRAJ_VARIANTS[wildcards.variant])
 
 
 def traj_dataset(wildcards):

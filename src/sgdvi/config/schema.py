@@ -11,7 +11,11 @@ sections (``properties``), inside maps of named entries (``additionalProperties`
   only the keys its user wrote and inherits the rest from the base keys
   (:func:`sgdvi.trajectory.variants.resolve_variants`): a default filled into it would
   silently override the base value;
-- alternatives (``anyOf``/``oneOf``) are not entered (which branch applies is not known).
+- alternatives (``anyOf``/``oneOf``) are not entered (which branch applies is not known);
+- a map of named entries (``additionalProperties``) whose ``default:`` names entries treats
+  them as built in: an entry the config does not name is added (``datasets:`` keeps
+  ``mnist28``, ``mnist7`` and ``mnist7-5class`` when a config defines datasets of its own, as
+  Snakemake's merge of config files would), an entry the config names is the config's.
 
 :func:`first_error` validates (JSON Schema draft 2020-12) and :func:`format_schema_error`
 prints one error as key path, what is wrong, the closest valid key or value, and the
@@ -59,6 +63,17 @@ def deref(node: Any, root: Mapping[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _is_map(raw: Mapping[str, Any], root: Mapping[str, Any]) -> bool:
+    """A map of named entries with built-in ones: ``additionalProperties`` a schema, no fixed
+    ``properties``, a non-empty mapping as ``default``."""
+    node = deref(raw, root)
+    return (
+        isinstance(node.get("additionalProperties"), Mapping)
+        and not node.get("properties")
+        and isinstance(raw.get("default"), Mapping)
+    )
+
+
 def _fill(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> None:
     """Fill the defaults below ``node`` into ``value`` in place (dicts only; lists of
     sections item by item). Missing keys are appended in the schema's order."""
@@ -66,8 +81,13 @@ def _fill(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> None:
     if isinstance(value, dict):
         properties = node.get("properties", {})
         for name, raw in properties.items():
-            if name not in value and isinstance(raw, Mapping) and "default" in raw:
+            if not isinstance(raw, Mapping) or "default" not in raw:
+                pass
+            elif name not in value:
                 value[name] = copy.deepcopy(raw["default"])
+            elif _is_map(raw, root) and isinstance(value[name], dict):
+                for entry, item in raw["default"].items():
+                    value[name].setdefault(entry, copy.deepcopy(item))
             if name in value:
                 _fill(raw, value[name], root)
         extra = node.get("additionalProperties")

@@ -12,10 +12,18 @@ The paths of :func:`sgdvi.diffusion.compute.diffusion_spectrum` hold at their pe
   the peak is the larger of the two, not their sum (issue 10, item 9).
 
 Plus the inputs (``4 N x input size``) and a fixed base for the interpreter, torch and the
-model. Parsing the workflow imports this module, so it must not import torch.
+model. :func:`spectrum_job_mb` applies this to one job of the workflow, with N the training
+examples the job really uses (the prepared dataset's size, e.g. 12,665 for digits 0/1, capped
+by ``diffusion.subset`` or the experiment's ``train_subset``). Parsing the workflow imports
+this module, so it must not import torch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sgdvi.config import MODEL_INPUT, experiment_num_classes, used_train_size, weight_count
 
 BASE_MB = 1500  # python + torch + numpy/scipy + model, measured ~1.1 GB on CPU
 
@@ -85,3 +93,26 @@ def planned_solver(
 def input_size(model_input: int | str) -> int:
     """Values per example: an MNIST side (28, 7) squared, or 3 x 32 x 32 for CIFAR."""
     return 3 * 32 * 32 if model_input == "cifar" else int(model_input) ** 2
+
+
+def spectrum_job_mb(config: Mapping[str, Any], experiment: str) -> int:
+    """``mem_mb`` of rule diffusion_spectrum for ``experiment`` (any of its snapshots).
+
+    ``config``: the workflow's config as :func:`sgdvi.config.load` returns it. N is the number
+    of training examples the job uses (:func:`sgdvi.config.used_train_size`: the dataset's
+    size, capped by ``diffusion.subset``, else by the experiment's ``train_subset``), d the
+    network's weight count; the solver is the one ``diffusion.solver`` picks for them.
+    """
+    exp = config["experiments"][experiment]
+    diff = config["diffusion"]
+    d = weight_count(exp["model"], experiment_num_classes(config, experiment))
+    n = used_train_size(config, exp["dataset"], diff["subset"], exp["train_subset"])
+    solver = planned_solver(diff["solver"], d, diff["dense_max_d"], diff["eps"], n)
+    return peak_mb(
+        n,
+        d,
+        solver,
+        input_size=input_size(MODEL_INPUT[exp["model"]]),
+        chunk_size=diff["chunk_size"],
+        max_dim=diff["lanczos"]["max_dim"],
+    )

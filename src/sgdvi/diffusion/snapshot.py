@@ -1,0 +1,189 @@
+"""D(x) of one stored snapshot, end to end: the work of rule diffusion_spectrum.
+
+:func:`snapshot_spectrum` loads a snapshot (Section IV: kept after 20, 40 and 100 % of
+training) and its prepared training set, computes the eigenvalues of the diffusion matrix D(x)
+of eq. (2)/(A1) (or (A2)) with :func:`sgdvi.diffusion.compute.diffusion_spectrum`, logs what it
+did and saves the result with the snapshot's learning rate, batch size and the temperature
+factor of Remarks 11-12 (:func:`sgdvi.diffusion.moments.temperature_factor`).
+
+Every setting comes from the caller (the workflow passes the filled config: schema defaults
+are filled in by :func:`sgdvi.config.load`); this module supplies none of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgdvi.config import snapshot_epoch
+from sgdvi.data import load_prepared
+from sgdvi.diffusion.compute import DiffusionResult, diffusion_spectrum, save_result
+from sgdvi.diffusion.moments import temperature_factor
+from sgdvi.infra.devices import resolve_device
+from sgdvi.snapshots import load_snapshot
+from sgdvi.training import lr_at
+
+
+def snapshot_state(
+    meta: Mapping[str, Any], settings: Mapping[str, Any], fraction: float
+) -> tuple[int, float, int]:
+    """(epoch, learning rate, batch size) of a snapshot: as its metadata records them, else
+    (snapshots written before they were recorded) from the experiment's settings."""
+    epoch = int(meta.get("epoch", snapshot_epoch(fraction, settings["epochs"])))
+    lr = float(meta["lr"]) if "lr" in meta else lr_at(settings["lr_schedule"], epoch - 1)
+    batch_size = int(meta.get("batch_size", settings["batch_size"]))
+    return epoch, lr, batch_size
+
+
+def _examples(data: str | Path, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` (None: all) training examples of the prepared dataset ``data``."""
+    prepared = load_prepared(data, train_subset=n)
+    return prepared.x_train, prepared.y_train
+
+
+def _augmentation(
+    settings: Mapping[str, Any], diffusion: Mapping[str, Any], log: logging.Logger
+) -> tuple[Callable[..., torch.Tensor] | None, torch.Generator | None]:
+    """One random flip + crop per example for augmented experiments (seed
+    ``diffusion.augment_seed``), else no transform."""
+    if not settings["augment"]:
+        return None, None
+    from sgdvi.data.augment import random_flip_crop
+
+    seed = int(diffusion["augment_seed"])
+    log.info("one random flip + crop per example, seed %d", seed)
+    return random_flip_crop, torch.Generator().manual_seed(seed)
+
+
+def _progress(n: int, chunk_size: int, log: logging.Logger) -> Callable[[int, int], None]:
+    """Log the per-example gradients about every tenth of the examples."""
+    step = max(1, n // 10)
+
+    def progress(done: int, total: int) -> None:
+        if done % step < chunk_size or done == total:
+            log.info("per-example gradients: %d / %d", done, total)
+
+    return progress
+
+
+def _log_result(log: logging.Logger, result: DiffusionResult) -> None:
+    sp = result.spectrum
+    log.info(
+        "solver %s: lambda_max %.6g, threshold %.6g, rank %d of %d (%.3g%%; check %s: %d), "
+        "trace %.6g, |grad f| %.4g, %d negative (most %.3g), error bound %.2e; %.1f s "
+        "(gradients %.1f s, moment %.1f s, eigensolver %.1f s)",
+        sp.solver,
+        sp.lambda_max,
+        sp.threshold,
+        sp.rank,
+        result.d,
+        100 * sp.rank / result.d,
+        sp.rank_check,
+        sp.rank_check_count,
+        result.trace,
+        result.grad_norm,
+        sp.n_negative,
+        sp.most_negative,
+        sp.max_rel_error_bound,
+        result.seconds,
+        result.seconds_gradients,
+        result.seconds_moment,
+        result.seconds_eigen,
+    )
+
+
+def _solve(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    diffusion: Mapping[str, Any],
+    chunk_size: int,
+    augmentation: tuple[Any, Any],
+    progress: Callable[[int, int], None],
+) -> DiffusionResult:
+    """:func:`diffusion_spectrum` with the result settings of ``diffusion:``."""
+    lanczos = diffusion["lanczos"]
+    transform, generator = augmentation
+    return diffusion_spectrum(
+        model,
+        x,
+        y,
+        formula=diffusion["formula"],
+        eps=diffusion["eps"],
+        solver=diffusion["solver"],
+        chunk_size=chunk_size,
+        dense_max_d=diffusion["dense_max_d"],
+        block_size=lanczos["block_size"],
+        krylov_tol=lanczos["krylov_tol"],
+        eig_tol=lanczos["eig_tol"],
+        max_krylov_dim=lanczos["max_dim"],
+        seed=lanczos["seed"],
+        transform=transform,
+        generator=generator,
+        progress=progress,
+    )
+
+
+def snapshot_spectrum(
+    snapshot: str | Path,
+    data: str | Path,
+    output: str | Path,
+    *,
+    experiment: str,
+    fraction: float,
+    settings: Mapping[str, Any],
+    diffusion: Mapping[str, Any],
+    chunk_size: int,
+    device: str,
+    threads: int,
+    log: logging.Logger,
+) -> DiffusionResult:
+    """Eigenvalues of D(x) (eq. (2)) at the snapshot ``snapshot`` of ``experiment``, saved to
+    ``output`` (:func:`sgdvi.diffusion.compute.save_result`).
+
+    ``settings``: the experiment's ``experiments.<name>`` entry (``num_classes`` resolved);
+    ``diffusion``: the settings that change the result (``formula``, ``eps``, ``solver``,
+    ``dense_max_d``, ``subset``, ``augment_seed``, ``lanczos``); ``chunk_size`` (memory only).
+    The examples: the first ``diffusion.subset`` (else the experiment's ``train_subset``, else
+    all) training examples of the prepared dataset ``data``; the network in eval mode.
+    """
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    model, meta = load_snapshot(snapshot, dev)
+    x, y = _examples(data, diffusion["subset"] or settings["train_subset"])
+    epoch, lr, batch_size = snapshot_state(meta, settings, fraction)
+    log.info(
+        "%s at %.0f%% (epoch %d): %s, N=%d, device %s, %d threads, lr %g, batch %d",
+        experiment,
+        100 * fraction,
+        epoch,
+        meta["model"],
+        len(x),
+        dev,
+        threads,
+        lr,
+        batch_size,
+    )
+    augmentation = _augmentation(settings, diffusion, log)
+    result = _solve(
+        model, x, y, diffusion, chunk_size, augmentation, _progress(len(x), chunk_size, log)
+    )
+    _log_result(log, result)
+    save_result(
+        output,
+        result,
+        experiment=experiment,
+        fraction=fraction,
+        epoch=epoch,
+        model=meta["model"],
+        lr=lr,
+        batch_size=batch_size,
+        temperature=temperature_factor(diffusion["formula"], batch_size, result.n),
+        augmented=bool(settings["augment"]),
+        device=str(dev),
+    )
+    return result
