@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from sgdvi.diffusion import compute, memory
 from sgdvi.diffusion.eigen import (
@@ -166,7 +165,9 @@ def test_memory_estimate_counts_gradients_or_d_not_both():
 def test_small_fc_takes_the_dense_path_by_default():
     """Issue 12, goal 5: for d = 3,978 the dense path (float64 D by dsyrk + eigh) beats block
     Lanczos, whose float64 refinement of ~700 vectors costs more than forming D."""
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["diffusion"]
+    from conftest import workflow_config  # the config the rules see (schema defaults filled)
+
+    cfg = workflow_config("config/config.yaml")["diffusion"]
     assert choose_solver(cfg["solver"], 3978, cfg["dense_max_d"], cfg["eps"]) == "dense"
     assert choose_solver(cfg["solver"], 13338, cfg["dense_max_d"], cfg["eps"]) == "fast"
 

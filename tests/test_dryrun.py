@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import dag_tools
-from conftest import deep_update
+from conftest import deep_update, workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def paper_cuda_jobs(paper_workdir) -> list[dag_tools.PlannedJob]:
 
 
 def test_on_cuda_exactly_the_gradient_rules_hold_the_gpu(paper_cuda_jobs):
-    paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    paper = workflow_config("config/config.yaml")
     with_gpu = {j.rule for j in paper_cuda_jobs if j.gpu}
     assert with_gpu == GPU_RULES, f"rules with gpu=1: {sorted(with_gpu)}"
     for job in paper_cuda_jobs:
@@ -122,7 +122,7 @@ def test_one_figure_plans_only_what_it_needs(paper_workdir, figure, rules, exper
     if experiments:
         # one training job, one spectrum per snapshot of that experiment
         (name,) = experiments
-        paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        paper = workflow_config("config/config.yaml")
         assert [j.rule for j in jobs].count("train") == 1
         n_snapshots = len(paper["experiments"][name]["snapshots"])
         assert [j.rule for j in jobs].count("diffusion_spectrum") == n_snapshots
