@@ -134,3 +134,12 @@ def test_with_few_permutations_the_level_is_the_smallest_p_value():
     rng = np.random.default_rng(11)
     walk = cal.walk(rng.standard_normal((499, 2)))
     assert cal.band_test_rejects(walk, s, rng)  # p = 1/21: no shuffle reaches a walk
+
+
+def test_miscalibrated_needs_the_rate_above_twice_the_level_and_the_interval_above_the_level():
+    from sgdvi.claims import pooling as pl
+
+    assert not cal.miscalibrated(pl.clopper_pearson(5, 200), 0.01, 2.0)  # 2.5 %: noise
+    assert cal.miscalibrated(pl.clopper_pearson(15, 200), 0.01, 2.0)  # 7.5 %, interval > 1 %
+    assert cal.miscalibrated(pl.clopper_pearson(10, 10), 0.01, 2.0)
+    assert not cal.miscalibrated(pl.clopper_pearson(15, 1000), 0.01, 2.0)  # 1.5 % < 2 %

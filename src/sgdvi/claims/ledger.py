@@ -22,8 +22,9 @@ setting (``experimental-details.md``), from the workflow's own tables:
   run measures (listed, not tested).
 
 Pooling, tests and verdict rule: :mod:`.pooling`. A per-seed test whose false-positive rate on
-structureless surrogates (:mod:`.calibration`) exceeds ``fpr_factor`` times its level is
-reported as such, and a "holds" that rests on it becomes "undecided".
+structureless surrogates (:mod:`.calibration`) exceeds ``fpr_factor`` times its level (and
+significantly exceeds the level) is reported as such, and a "holds" that rests on it becomes
+"undecided".
 """
 
 from __future__ import annotations
