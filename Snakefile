@@ -37,6 +37,7 @@ include: "workflow/rules/trajectory.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/irreversibility.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/user.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/report.smk"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from sgdvi.examples.resnet import ResNet, resnet20, resnet_weights
 from sgdvi.models import count_weights
@@ -23,6 +25,8 @@ from sgdvi.models_registry import (
     parse_model_spec,
     resolve_model,
 )
+
+from conftest import deep_update, make_tiny_workdir, run_snakemake, snakemake_cmd
 
 TESTS = Path(__file__).resolve().parent
 FIXTURE = "user_model_fixture:make_net"
@@ -258,7 +262,9 @@ def test_recording_hook_rows_resume_and_finish(tmp_path):
     from sgdvi.recording_hook import CurrentSettings, RecordingHook
     from sgdvi.trajectory.recorder import load_recording
 
-    settings = CurrentSettings.from_config({"k": 3}, [[0, 0.1], [2, 0.01]], epochs=4)
+    settings = CurrentSettings.from_config(
+        {"enabled": True, "k": 3}, [[0, 0.1], [2, 0.01]], epochs=4
+    )
     assert settings.from_epoch == 2 and settings.every == "step"
     model = torch.nn.Linear(4, 2)
     path, out = tmp_path / "rec", tmp_path / "trained"
@@ -283,3 +289,120 @@ def test_recording_hook_rows_resume_and_finish(tmp_path):
     np.testing.assert_allclose(rec.rows[3], flat @ rec.directions(), rtol=1e-12)
     with pytest.raises(ValueError, match="from_epoch 4 must be in 0..3"):
         CurrentSettings.from_config({"from_epoch": 4}, [[0, 0.1]], epochs=4)
+
+
+# --------------------------------------------------------------------------- the whole workflow
+
+
+def _learnable_npz(path: Path, n_train: int = 400, n_test: int = 100) -> None:
+    """1x9x9 images of 4 classes: a bright 3x3 block whose corner encodes the class."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 4, n)
+        x = rng.normal(0.0, 0.3, (n, 1, 9, 9)).astype(np.float32)
+        for i, c in enumerate(y):
+            r, q = divmod(int(c), 2)
+            x[i, 0, 1 + 4 * r : 4 + 4 * r, 1 + 4 * q : 4 + 4 * q] += 2.0
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    np.savez(path, **arrays)
+
+
+def _user_workdir(tmp_path: Path, model: dict) -> Path:
+    work = make_tiny_workdir(tmp_path)
+    _learnable_npz(tmp_path / "blocks.npz")
+    user = {
+        "python_path": [str(TESTS)],
+        "run": ["mine"],
+        "datasets": {
+            "blocks": {
+                "kind": "npz",
+                "path": str(tmp_path / "blocks.npz"),
+                "normalisation": "standard",
+            }
+        },
+        "experiments": {
+            "mine": {
+                "dataset": "blocks",
+                "model": model,
+                "epochs": 6,
+                "batch_size": 8,
+                "lr_schedule": [[0, 0.05], [2, 0.02]],
+                "snapshots": [0.5, 1.0],
+                "current": {"enabled": True, "k": 6, "every": "step"},
+            }
+        },
+        "diffusion": {"subset": 100, "chunk_size": 50},
+        "trajectory": {"enabled": False},
+        "irreversibility": {"m": 4, "n_blocks": 8, "n_surrogates": 20, "n_boot": 20},
+    }
+    tiny = yaml.safe_load((work / "config" / "tiny.yaml").read_text())
+    (work / "config" / "user.yaml").write_text(yaml.safe_dump(deep_update(tiny, user)))
+    return work
+
+
+@pytest.mark.slow
+def test_a_network_the_package_never_saw_runs_the_whole_workflow(tmp_path):
+    """train -> snapshots -> D(x) spectra -> figure and summary, and the current test on the
+    path recorded during training, for tests/user_model_fixture.py:make_net on an npz dataset.
+    The stored top eigenvalues equal those of D formed from a one-example-at-a-time autograd
+    loop over the same snapshot (rebuilt from its import path)."""
+    from sgdvi.data import load_prepared
+    from sgdvi.diffusion.compute import load_result
+    from sgdvi.infra.parquet import read_table
+    from sgdvi.snapshots import load_snapshot
+
+    work = _user_workdir(tmp_path, {"import": FIXTURE, "kwargs": {"width": 4}})
+    run_snakemake(work, "--cores", "2", "user", configfile="config/user.yaml")
+    summary = read_table(work / "results/mine/summary.parquet")
+    assert list(summary.fraction) == [0.5, 1.0]
+    d = count_weights(build_network({"import": FIXTURE, "kwargs": {"width": 4}}, 4))
+    assert (summary.d == d).all() and (summary.n == 100).all()
+    assert (summary["rank"] <= summary.max_rank).all() and (summary.max_rank == 99).all()
+    assert summary.final_test_error.iloc[-1] < 0.5  # chance is 0.75
+    assert summary.current_verdict.iloc[0] != "" and summary.current_n_epochs.iloc[0] == 200
+    assert (work / "results/figures/user-mine.png").stat().st_size > 0
+
+    model, meta = load_snapshot(work / "results/mine/snapshots/1.0.pt")
+    assert meta["model"] == FIXTURE and meta["model_spec"]["kwargs"] == {"width": 4}
+    data = load_prepared(work / "results/data/blocks.npz", train_subset=100)
+    model.double()
+    rows = []
+    for k in range(100):
+        model.zero_grad()
+        F.cross_entropy(model(data.x_train[k : k + 1].double()), data.y_train[k : k + 1]).backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy())
+    g = np.array(rows)
+    g -= g.mean(axis=0)
+    stored = load_result(work / "results/mine/diffusion/1.0.npz")
+    scale = 1 / 100 if stored["formula"] == "A1" else 1 / 99
+    reference = np.sort(np.linalg.eigvalsh(scale * g.T @ g))[::-1]
+    np.testing.assert_allclose(stored["eigenvalues"][:5], reference[:5], rtol=1e-4)
+    assert stored["rank"] == int(np.sum(reference > stored["threshold"]))
+
+
+def test_bad_user_inputs_stop_snakemake_before_any_job(tmp_path):
+    """`snakemake -n` names the key of a missing module, a head too small for the labels,
+    and an npz whose labels do not match its images; no job ran (no results/, no logs/)."""
+    cases = [
+        ({"import": "nets_nowhere:make"}, None, "experiments.mine.model.import: cannot import"),
+        ({"import": FIXTURE, "kwargs": {"num_classes": 3}}, None, "3 outputs but the dataset"),
+        ({"import": FIXTURE}, "y_train", "datasets.blocks.path"),
+    ]
+    for i, (model, corrupt, message) in enumerate(cases):
+        base = tmp_path / f"case{i}"
+        work = _user_workdir(base, model)
+        if corrupt:
+            with np.load(base / "blocks.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+            arrays[corrupt] = arrays[corrupt][:-1]
+            np.savez(base / "blocks.npz", **arrays)
+        proc = subprocess.run(
+            snakemake_cmd(work, "-n", "user", configfile="config/user.yaml"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode != 0
+        assert message in proc.stderr + proc.stdout
+        assert not (work / "results").exists() and not (work / "logs").exists()

@@ -18,6 +18,7 @@ and not recorded twice. At the end it moves into the job's output folder.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from torch import nn
 
 #: where a finished recording lands, inside the train rule's output folder
 RECORDING_NAME = "recording"
+
+#: the experiment's settings the recording was made with (inside the recording)
+SETTINGS_NAME = "settings.json"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,27 @@ class RecordingHook:
         shutil.copytree(self.path, dest, ignore=shutil.ignore_patterns("*.lock"))
         shutil.rmtree(self.path)
         return dest
+
+
+def hook_for_experiment(
+    exp: Mapping[str, Any], checkpoint: str | Path, n_train: int
+) -> RecordingHook | None:
+    """The hook of an experiment with a ``current:`` key (None without one). Its recording
+    lives next to the training ``checkpoint`` while training runs; one left by an earlier run
+    is deleted unless the checkpoint it goes with is there and the settings are the same
+    (``settings.json``), so a fresh run never continues a stale recording."""
+    entry = exp.get("current")
+    if not entry or not entry.get("enabled"):
+        return None
+    settings = CurrentSettings.from_config(entry, exp["lr_schedule"], int(exp["epochs"]))
+    path = Path(checkpoint).parent / RECORDING_NAME
+    stamp = json.dumps(dict(exp), sort_keys=True, default=str)
+    same = (path / SETTINGS_NAME).is_file() and (path / SETTINGS_NAME).read_text() == stamp
+    if path.exists() and not (Path(checkpoint).exists() and same):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SETTINGS_NAME).write_text(stamp)
+    return RecordingHook(settings, path, n_train // int(exp["batch_size"]))
 
 
 def analyse_user_recording(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sgdvi.infra.atomic import atomic_path
-from sgdvi.models import build_model
+from sgdvi.models_registry import build_network
 
 REQUIRED_KEYS = ("state_dict", "model", "num_classes", "dropout")
 
@@ -53,7 +53,8 @@ def load_snapshot(
     missing = [k for k in REQUIRED_KEYS if k not in blob]
     if missing:
         raise RuntimeError(f"snapshot {path} lacks {missing}; it was not written by sgdvi")
-    model = build_model(blob["model"], num_classes=blob["num_classes"], dropout=blob["dropout"])
+    spec = blob.get("model_spec", blob["model"])  # a network by import path keeps its spec
+    model = build_network(spec, num_classes=blob["num_classes"], dropout=blob["dropout"])
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()
     meta = {k: v for k, v in blob.items() if k != "state_dict"}

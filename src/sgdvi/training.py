@@ -50,7 +50,9 @@ from torch import nn
 from sgdvi.config import DATASET_CLASSES, fraction_tag, snapshot_epoch
 from sgdvi.data import Prepared
 from sgdvi.infra.atomic import atomic_path
-from sgdvi.models import MODEL_SPECS, build_model
+from sgdvi.models import MODEL_SPECS
+from sgdvi.models_registry import build_network as build_model  # by name or import path
+from sgdvi.models_registry import check_model_output, is_builtin, model_label
 from sgdvi.schedule import lr_at  # the package's one lr_at (also imported from here)
 from sgdvi.snapshots import save_snapshot
 
@@ -78,6 +80,10 @@ METRIC_COLUMNS = (
 )
 
 
+#: called after every optimiser step: (model, finished epochs, 1-based step, steps per epoch)
+StepHook = Callable[[nn.Module, int, int, int], None]
+
+
 class TrainingDiverged(RuntimeError):
     """A loss, weight or BN statistic became non-finite, or the loss exceeded its bound."""
 
@@ -101,7 +107,7 @@ class TrainSettings:
 
     experiment: str
     dataset: str
-    model: str
+    model: Any  # a network of the paper by name, or {import:, kwargs:} (sgdvi.models_registry)
     num_classes: int
     epochs: int
     batch_size: int
@@ -239,9 +245,14 @@ def data_fingerprint(data: Prepared) -> str:
 
 
 def _check_data(settings: TrainSettings, data: Prepared) -> None:
-    spec = MODEL_SPECS[settings.model]
     shape = tuple(data.x_train.shape[1:])
-    if shape != spec.input_shape:
+    if not is_builtin(settings.model):  # a user's network: one forward pass on this shape
+        top = int(max(data.y_train.max(), data.y_test.max()))
+        with torch.random.fork_rng(devices=[]):
+            net = build_model(settings.model, settings.num_classes, settings.dropout)
+            check_model_output(net, shape, top, f"experiments.{settings.experiment}.model")
+    spec = MODEL_SPECS.get(settings.model) if is_builtin(settings.model) else None
+    if spec is not None and shape != spec.input_shape:
         raise ValueError(
             f"experiment {settings.experiment}: model {settings.model} expects inputs of shape "
             f"{spec.input_shape}, dataset {settings.dataset} has {shape}; check its dataset: key"
@@ -508,6 +519,7 @@ def _train_epoch(
     stop: StopRequest,
     guard: _Divergence,
     interrupt: Callable[[], None],
+    on_step: StepHook | None = None,
 ) -> float:
     """Finish the current epoch from ``run.step``; returns its seconds (resumed part too)."""
     n, b = len(y_train), batch_size
@@ -535,6 +547,8 @@ def _train_epoch(
             run.loss_sum += loss.detach().double()
             run.wrong += (out.argmax(1) != yb).sum()
         run.step += 1
+        if on_step is not None:
+            on_step(run.model, run.epoch, run.step, steps)
         if run.initial_loss is None:
             run.initial_loss = float(loss.detach())
         if run.step % FINITE_CHECK_EVERY == 0:
@@ -549,7 +563,8 @@ def _snapshot_meta(
     settings: TrainSettings, epoch: int, tag: str, lr: float, row: Mapping[str, Any]
 ) -> dict[str, Any]:
     return {
-        "model": settings.model,
+        "model": model_label(settings.model),
+        "model_spec": settings.model,  # rebuilds a network given by import path
         "num_classes": settings.num_classes,
         "dropout": settings.dropout,
         "experiment": settings.experiment,
@@ -684,6 +699,7 @@ def train(
     checkpoint_every: int = 1,
     stop: StopRequest | None = None,
     divergence_factor: float | None = DIVERGENCE_FACTOR,
+    on_step: StepHook | None = None,
 ) -> pd.DataFrame:
     """Train ``settings.model`` on ``data``; write snapshots and the metrics table; return it.
 
@@ -692,7 +708,8 @@ def train(
     :class:`TrainingDiverged` (and removes the run's snapshots) on a non-finite loss, weight
     or BN statistic or a loss above ``divergence_factor`` times the first mini-batch loss
     (``None``: no bound), and :class:`TrainingInterrupted` after saving a checkpoint when
-    ``stop`` is requested.
+    ``stop`` is requested. ``on_step(model, epoch, step, steps)`` runs after every optimiser
+    step (e.g. :class:`sgdvi.recording_hook.RecordingHook`).
     """
     device = torch.device(device)
     stop = stop if stop is not None else StopRequest()
@@ -710,7 +727,7 @@ def train(
         while run.epoch < settings.epochs:
             lr = lr_at(settings.lr_schedule, run.epoch)
             seconds = _train_epoch(
-                run, x_train, y_train, settings.batch_size, lr, stop, guard, interrupt
+                run, x_train, y_train, settings.batch_size, lr, stop, guard, interrupt, on_step
             )
             row = _finish_epoch(run, settings, paths, test, lr, seconds, eval_batch_size, guard)
             epochs_timed += 1

@@ -21,19 +21,20 @@ head size, weight count d) serve the workflow's resource estimates.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sgdvi.data.kinds import CIFAR_FACTS, DatasetFacts, dataset_kind, inspect_dataset
+from sgdvi.config.user import is_user_experiment
+from sgdvi.data.kinds import CIFAR_FACTS, DatasetFacts, inspect_dataset
 from sgdvi.data.sources import DatasetFileError
 from sgdvi.models_registry import (
     ModelSpecError,
     add_python_path,
     build_network,
     check_model_output,
-    is_builtin,
 )
 
 
@@ -56,18 +57,6 @@ def _config_error(message: str) -> Exception:
 def dataset_entry(config: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     """The ``datasets:`` entry of ``name`` (None for the built-in CIFAR sets)."""
     return (config.get("datasets") or {}).get(name)
-
-
-def is_user_dataset(config: Mapping[str, Any], name: str) -> bool:
-    """Whether dataset ``name`` is of a kind other than the paper's MNIST or CIFAR."""
-    entry = dataset_entry(config, name)
-    return entry is not None and dataset_kind(entry) != "mnist"
-
-
-def is_user_experiment(config: Mapping[str, Any], name: str) -> bool:
-    """Whether experiment ``name`` uses a network by import path or a user dataset."""
-    exp = config["experiments"][name]
-    return not is_builtin(exp["model"]) or is_user_dataset(config, exp["dataset"])
 
 
 def dataset_facts(config: Mapping[str, Any], name: str) -> DatasetFacts:
@@ -106,13 +95,50 @@ def check_user_inputs(
     """Check every experiment of ``names`` (default: ``run:``) that uses a network by import
     path or a user dataset; ``python_path:`` (relative to ``base``) is put on ``sys.path`` and
     ``PYTHONPATH`` first. Returns the facts by experiment name."""
-    import torch
-
     add_python_path(config.get("python_path"), base)
     names = list(config.get("run", []) if names is None else names)
-    out = {}
-    with torch.random.fork_rng(devices=[]):  # building networks draws from the global RNG
-        for name in names:
-            if is_user_experiment(config, name):
-                out[name] = check_experiment(config, name)
-    return out
+    return {n: experiment_facts(config, n) for n in names if is_user_experiment(config, n)}
+
+
+#: facts already established, by the experiment's and its dataset's settings
+_FACTS: dict[str, ExperimentFacts] = {}
+
+
+def experiment_facts(config: Mapping[str, Any], name: str) -> ExperimentFacts:
+    """:func:`check_experiment` of ``name``, once per distinct settings (the workflow asks
+    again for resource estimates)."""
+    import torch
+
+    exp = config["experiments"][name]
+    key = json.dumps(
+        [exp, dataset_entry(config, exp["dataset"]), config.get("python_path")],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _FACTS:
+        with torch.random.fork_rng(devices=[]):  # building a network draws from the RNG
+            _FACTS[key] = check_experiment(config, name)
+    return _FACTS[key]
+
+
+def spectrum_job_mb(config: Mapping[str, Any], name: str) -> int:
+    """``mem_mb`` of rule diffusion_spectrum for user experiment ``name``
+    (:func:`sgdvi.diffusion.memory.peak_mb` with d and the input size of the built network)."""
+    import math
+
+    from sgdvi.config import used_train_size
+    from sgdvi.diffusion.memory import peak_mb, planned_solver
+
+    exp, diff = config["experiments"][name], config["diffusion"]
+    facts = experiment_facts(config, name)
+    d = facts.num_weights
+    n = used_train_size(config, exp["dataset"], diff["subset"], exp["train_subset"])
+    solver = planned_solver(diff["solver"], d, diff["dense_max_d"], diff["eps"], n)
+    return peak_mb(
+        n,
+        d,
+        solver,
+        input_size=math.prod(facts.input_shape),
+        chunk_size=diff["chunk_size"],
+        max_dim=diff["lanczos"]["max_dim"],
+    )

@@ -46,7 +46,10 @@ def dataset_file(name):
 
 # the MNIST datasets of `datasets:` (rule prepare_mnist; CIFAR has its own rule)
 MNIST_DATASET_PATTERN = (
-    "|".join(re.escape(n) for n in config["datasets"]) or "NO_DATASET"
+    "|".join(
+        re.escape(n) for n, e in config["datasets"].items() if e["kind"] == "mnist"
+    )
+    or "NO_DATASET"
 )
 
 
@@ -164,6 +167,8 @@ def diffusion_mem_mb(wildcards):
     """Peak memory of one job (sgdvi.diffusion.memory.spectrum_job_mb): the solver's working
     set for the examples the job really uses (the prepared dataset's size, capped by the
     subsets) plus the inputs."""
+    if sgdvi_user.is_user_experiment(config, wildcards.experiment):
+        return user_spectrum_mb(wildcards.experiment)  # d from the built network
     return diffusion_memory.spectrum_job_mb(config, wildcards.experiment)
 
 
@@ -439,3 +444,60 @@ def claims_targets():
     if not RUN and not TRAJ["enabled"]:
         return []
     return [f"results/tables/claims.{ext}" for ext in ("parquet", "csv")]
+
+
+# ---- your own network and data (workflow/rules/user.smk) ----------------------------------
+
+import sgdvi.config.user as sgdvi_user
+
+#: datasets of a kind other than the paper's MNIST (rule prepare_dataset)
+USER_DATASET_PATTERN = (
+    "|".join(
+        re.escape(n)
+        for n in config["datasets"]
+        if sgdvi_user.is_user_dataset(config, n)
+    )
+    or "NO_DATASET"
+)
+#: experiments of run: with a network by import path or a user dataset (rule user_summary)
+USER_RUN = [n for n in RUN if sgdvi_user.is_user_experiment(config, n)]
+USER_EXPERIMENT_PATTERN = "|".join(re.escape(n) for n in USER_RUN) or "NO_EXPERIMENT"
+#: experiments that record their weights' path for the current test (rule user_current)
+USER_CURRENT = [n for n, e in config["experiments"].items() if e["current"]["enabled"]]
+USER_CURRENT_PATTERN = "|".join(re.escape(n) for n in USER_CURRENT) or "NO_EXPERIMENT"
+
+
+def user_spectrum_mb(name):
+    """mem_mb of a D(x) job of a user experiment (d and input size of the built network)."""
+    import sgdvi.user_inputs
+
+    return sgdvi.user_inputs.spectrum_job_mb(config, name)
+
+
+def user_summary_input(wildcards):
+    """Spectra and metrics of the experiment, and its current test when it records one."""
+    name = wildcards.experiment
+    inputs = {
+        "spectra": diffusion_files(name),
+        "metrics": f"results/{name}/metrics.parquet",
+    }
+    if name in USER_CURRENT:
+        inputs["current"] = f"results/{name}/current.parquet"
+    return inputs
+
+
+def user_figure_title(name):
+    """Title of the D(x) eigenvalue histogram of user experiment `name`."""
+    exp = config["experiments"][name]
+    model = exp["model"] if isinstance(exp["model"], str) else exp["model"]["import"]
+    return f"{name}: {model} on {exp['dataset']}"
+
+
+def user_targets():
+    """Summary table and D(x) histogram (PDF + PNG) of every user experiment in run:
+    (`snakemake user`)."""
+    return [f"results/{name}/summary.csv" for name in USER_RUN] + [
+        f"results/figures/user-{name}.{ext}"
+        for name in USER_RUN
+        for ext in ("pdf", "png")
+    ]

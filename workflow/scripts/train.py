@@ -7,6 +7,7 @@ so a second trainer of the same experiment refuses to start (issue 10, case 3).
 
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from sgdvi.data import load_prepared
 from sgdvi.infra.devices import resolve_device
 from sgdvi.infra.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
 from sgdvi.infra.rulelog import rule_log
+from sgdvi.recording_hook import hook_for_experiment
 from sgdvi.training import (
     LOG,
     CheckpointError,
@@ -67,12 +69,15 @@ def main() -> int:
         metrics=Path(snakemake.output.metrics),
         checkpoint=Path(snakemake.params.checkpoint),
     )
+    # experiments.<name>.current: project the weights after every step (the current test)
+    hook = hook_for_experiment(snakemake.params.settings, paths.checkpoint, len(data.y_train))
     with stop_on_signals(StopRequest()) as stop:
         signal.signal(PARENT_DIED, lambda signum, frame: orphaned(stop))
         try:
             with (
                 checkpoint_lock(paths.checkpoint, f"trainer of {name}"),
                 AncestorWatch(lambda: orphaned(stop)),
+                hook if hook is not None else nullcontext(),
             ):
                 metrics = train(
                     settings,
@@ -83,7 +88,10 @@ def main() -> int:
                     checkpoint_every=training["checkpoint_every"],
                     stop=stop,
                     divergence_factor=training["divergence_factor"],
+                    on_step=hook,
                 )
+                if hook is not None:
+                    LOG.info("%s: recording in %s", name, hook.finish(paths.snapshot_dir))
         except TrainingInterrupted as exc:
             LOG.error("%s", exc)
             return 128 + (exc.signum or signal.SIGTERM)

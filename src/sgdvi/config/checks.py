@@ -11,6 +11,7 @@ from typing import Any
 
 from sgdvi.config.base import CIFAR_DATASETS, ConfigError, fraction_tag, snapshot_epoch
 from sgdvi.config.datasets import check_dataset_use
+from sgdvi.config.user import check_user, is_user_experiment
 
 
 def _check_names(config: Mapping[str, Any]) -> None:
@@ -34,7 +35,8 @@ def _check_experiment(config: Mapping[str, Any], name: str, exp: Mapping[str, An
     """One experiment: its dataset, learning-rate schedule, augmentation and snapshots."""
     key = f"experiments.{name}"
     model, dataset = exp["model"], exp["dataset"]
-    check_dataset_use(config, key, model, dataset, exp["num_classes"])
+    if not is_user_experiment(config, name):  # else checked by building it (check_user)
+        check_dataset_use(config, key, model, dataset, exp["num_classes"])
     schedule = exp["lr_schedule"]
     if schedule[0][0] != 0:
         raise ConfigError(f"{key}.lr_schedule: the first entry must start at epoch 0")
@@ -104,3 +106,4 @@ def cross_check(config: Mapping[str, Any]) -> None:
         _check_experiment(config, name, exp)
     _check_trajectory(config)
     _check_figures(config)
+    check_user(config)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sgdvi.config.base import CIFAR_DATASETS, CIFAR_TRAIN_SIZE, MODEL_INPUT, ConfigError
+from sgdvi.config.user import is_user_dataset, user_dataset_facts
 
 #: training images of each digit 0..9 in the official MNIST (60,000 in all); the same table
 #: as ``sgdvi.data.mnist.OFFICIAL_TRAIN_PER_DIGIT`` (tested), here without a torch import
@@ -52,6 +53,8 @@ def dataset_train_size(config: Mapping[str, Any], name: str) -> int:
     """
     if name in CIFAR_DATASETS:
         return CIFAR_TRAIN_SIZE
+    if is_user_dataset(config, name):  # fashion-mnist, idx, npz, image-folder: from its files
+        return user_dataset_facts(config, name).n_train
     options = dataset_options(config, name)
     digits = range(10) if options["classes"] is None else options["classes"]
     cap = options["per_class"]
@@ -76,6 +79,8 @@ def dataset_num_classes(config: Mapping[str, Any], name: str) -> int:
     """Default head size for dataset ``name``: ``len(classes)``, else 10 (MNIST) / 10 or 100."""
     if name in CIFAR_DATASETS:
         return CIFAR_DATASETS[name]
+    if is_user_dataset(config, name):
+        return user_dataset_facts(config, name).num_classes
     classes = dataset_options(config, name)["classes"]
     return 10 if classes is None else len(classes)
 
@@ -84,6 +89,8 @@ def dataset_max_label(config: Mapping[str, Any], name: str) -> int:
     """Largest label dataset ``name`` keeps (labels stay the digits of a class subset)."""
     if name in CIFAR_DATASETS:
         return CIFAR_DATASETS[name] - 1
+    if is_user_dataset(config, name):
+        return user_dataset_facts(config, name).max_label
     classes = dataset_options(config, name)["classes"]
     return 9 if classes is None else max(classes)
 
@@ -101,6 +108,8 @@ def experiment_num_classes(config: Mapping[str, Any], name: str) -> int:
 
 
 def _input_of(config: Mapping[str, Any], dataset: str) -> int | str:
+    if is_user_dataset(config, dataset):  # fits no network of the paper by name here
+        return f"kind {config['datasets'][dataset]['kind']}"
     return "cifar" if dataset in CIFAR_DATASETS else dataset_options(config, dataset)["size"]
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ def dataset_kind(entry: Mapping[str, Any]) -> str:
 
 
 def _mnist_like_facts(entry: Mapping[str, Any]) -> DatasetFacts:
-    size = int(entry.get("size", 28))
+    size = int(entry.get("size") or 28)
     classes = entry.get("classes")
     top = 9 if classes is None else max(int(c) for c in classes)
     n_classes = 10 if classes is None else len(classes)
@@ -76,7 +76,9 @@ def _fashion_facts(entry: Mapping[str, Any], key: str) -> DatasetFacts:
         raise DatasetFileError(f"{key}.dir: {exc}") from exc
     for name, path in files.items():
         sources.idx_header(path, f"{key}.dir ({name})")
-    return _mnist_like_facts(entry)
+    facts = _mnist_like_facts(entry)
+    per_class = 6000 if entry.get("per_class") is None else min(6000, int(entry["per_class"]))
+    return replace(facts, n_train=per_class * facts.num_classes)  # 6,000 images per class
 
 
 def _combine(key: str, train: SplitFacts, test: SplitFacts | None) -> DatasetFacts:
