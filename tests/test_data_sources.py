@@ -194,7 +194,7 @@ def test_image_folder_with_train_and_test(tmp_path):
     arrays = prepare_dataset("mine", entry)
     assert arrays["y_train"].tolist() == [0, 0, 0, 1, 1, 1] and arrays["y_test"].tolist() == [0, 1]
     assert arrays["x_train"][4, 0, 0, 0] == 41 and arrays["x_train"][4, 2, 0, 0] == 255 - 41
-    grey = prepare_dataset("mine", {**entry, "grayscale": True, "size": [4, 4]})
+    grey = prepare_dataset("mine", {**entry, "grayscale": True, "resize": [4, 4]})
     assert grey["x_train"].shape == (6, 1, 4, 4)
 
 
@@ -208,7 +208,7 @@ def test_image_folder_errors(tmp_path):
     _png(flat / "a" / "1.png", 1, size=(5, 4))
     _png(flat / "b" / "0.png", 1, size=(4, 4))
     entry = {"kind": "image-folder", "path": str(flat), "test_fraction": 0.3}
-    with pytest.raises(DatasetFileError, match="different sizes.*size: \\[height, width\\]"):
+    with pytest.raises(DatasetFileError, match="different sizes.*resize: \\[height, width\\]"):
         prepare_dataset("mine", entry)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetFileError, match="holds no class folder with images"):

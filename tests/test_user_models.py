@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from sgdvi.config import ConfigError
 from sgdvi.examples.resnet import ResNet, resnet20, resnet_weights
 from sgdvi.models import count_weights
 from sgdvi.models_registry import (
@@ -26,7 +27,13 @@ from sgdvi.models_registry import (
     resolve_model,
 )
 
-from conftest import deep_update, make_tiny_workdir, run_snakemake, snakemake_cmd
+from conftest import (
+    deep_update,
+    make_tiny_workdir,
+    run_snakemake,
+    snakemake_cmd,
+    workflow_config,
+)
 
 TESTS = Path(__file__).resolve().parent
 FIXTURE = "user_model_fixture:make_net"
@@ -197,7 +204,6 @@ def test_check_user_inputs_returns_the_facts(tmp_path, monkeypatch):
     ],
 )
 def test_check_user_inputs_names_the_key(tmp_path, monkeypatch, model, extra, message):
-    from sgdvi.config import ConfigError
     from sgdvi.user_inputs import check_user_inputs
 
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -207,7 +213,6 @@ def test_check_user_inputs_names_the_key(tmp_path, monkeypatch, model, extra, me
 
 
 def test_check_user_inputs_reports_a_bad_data_file_by_dataset_key(tmp_path, monkeypatch):
-    from sgdvi.config import ConfigError
     from sgdvi.user_inputs import check_user_inputs
 
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -406,3 +411,32 @@ def test_bad_user_inputs_stop_snakemake_before_any_job(tmp_path):
         assert proc.returncode != 0
         assert message in proc.stderr + proc.stdout
         assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+def test_the_config_entry_point_takes_import_paths_kinds_and_current(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    base = _config(tmp_path, {"import": FIXTURE, "kwargs": {"width": 3}}, lr_schedule=[[0, 0.1]])
+    extra = {k: base[k] for k in ("python_path", "datasets")} | {
+        "run": ["mine"],
+        "experiments": {"mine": base["experiments"]["mine"]},
+    }
+    cfg = workflow_config("config/config.yaml", extra=extra)
+    assert cfg["experiments"]["mine"]["current"] == {
+        "enabled": False, "k": 10, "seed": 0, "every": "step", "from_epoch": None,
+    }  # fmt: skip
+    assert cfg["datasets"]["tiny"]["shuffle_seed"] == 0 and cfg["datasets"]["tiny"]["size"] is None
+    assert "mnist28" in cfg["datasets"]  # the built-in entries stay
+    bad = [
+        ({"model": "lenet"}, "experiments.mine.model"),
+        ({"model": {"import": "no_colon"}}, "experiments.mine.model.import"),
+        ({"current": {"enabled": True, "k": 2}}, r"current\.k: 2 projections are fewer"),
+        ({"current": {"enabled": True, "from_epoch": 50}}, r"current\.from_epoch: 50 is not"),
+    ]
+    for change, message in bad:
+        exp = deep_update(extra["experiments"]["mine"], change)
+        with pytest.raises(ConfigError, match=message):
+            workflow_config("config/config.yaml", extra={**extra, "experiments": {"mine": exp}})
+    with pytest.raises(ConfigError, match=r"datasets\.tiny\.kind"):
+        workflow_config(
+            "config/config.yaml", extra=deep_update(extra, {"datasets": {"tiny": {"kind": "csv"}}})
+        )

@@ -11,7 +11,7 @@ Kinds (``datasets.<name>.kind``; default ``mnist``, the paper's datasets):
   one for testing (``test_images``, ``test_labels``) or a held-out share (``test_fraction``);
 - ``npz``: one ``.npz`` (``path``) with ``x_train``, ``y_train``, ``x_test``, ``y_test``;
 - ``image-folder``: a torchvision ``ImageFolder`` tree (``path``; ``train/`` and ``test/``
-  subfolders, or class folders and a held-out share), ``grayscale``, optional ``size``.
+  subfolders, or class folders and a held-out share), ``grayscale``, optional ``resize``.
 
 The user kinds (``idx``, ``npz``, ``image-folder``) share ``normalisation`` (``none``: values
 as stored; ``unit``: /255; ``standard``: minus the per-channel training mean, over the
@@ -106,7 +106,7 @@ def _idx_facts(entry: Mapping[str, Any], key: str) -> DatasetFacts:
 
 
 def _folder_facts(entry: Mapping[str, Any], key: str) -> DatasetFacts:
-    size = entry.get("size")
+    size = entry.get("resize")
     names, train, test = sources.inspect_image_folder(
         entry["path"], key, bool(entry.get("grayscale", False)), size and tuple(size)
     )
@@ -197,7 +197,7 @@ def read_user_dataset(entry: Mapping[str, Any], key: str) -> dict[str, np.ndarra
         xt, yt = sources.read_idx_pair(entry["test_images"], entry["test_labels"])
         return {"x_train": x, "y_train": y, "x_test": xt, "y_test": yt}
     if kind == "image-folder":
-        grey, size = bool(entry.get("grayscale", False)), entry.get("size")
+        grey, size = bool(entry.get("grayscale", False)), entry.get("resize")
         size = size and tuple(size)
         names, _, _ = sources.inspect_image_folder(entry["path"], key, grey, size)
         train_root, test_root = sources.image_folder_splits(entry["path"], key)

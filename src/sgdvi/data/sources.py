@@ -293,6 +293,6 @@ def read_image_folder_split(
     if len(shapes) > 1:
         raise DatasetFileError(
             f"{key}: images under {root} have different sizes {shapes[:3]}; set the dataset's "
-            "size: [height, width] to resize them"
+            "resize: [height, width] to resize them"
         )
     return np.stack(images), np.asarray(labels, dtype=np.int64)
