@@ -81,7 +81,7 @@ rule user_figure:
     log:
         "logs/user/{fig}.log",
     wildcard_constraints:
-        fig="user-(" + USER_EXPERIMENT_PATTERN + ")",
+        fig=f"user-({USER_EXPERIMENT_PATTERN})",
     conda:
         "../../envs/sgdvi.yaml"
     params:
