@@ -63,6 +63,9 @@ class Spec:
     direction: str = pl.GREATER
     null: float = math.nan
     procedure: str = ""  # calibration procedure behind the per-seed p-values
+    #: False where a small effect cannot show the opposite of the claim (a current or Q that
+    #: is not detected is not shown to be absent): "fails" becomes "undecided"
+    can_fail: bool = True
 
 
 @dataclass
@@ -145,6 +148,9 @@ def _pooled_row(
     verdict, reason = pl.decide(
         iv, p, direction=spec.direction, null=spec.null, region=region, alpha=st.alpha
     )
+    if verdict == pl.FAILS and not spec.can_fail:
+        verdict = pl.UNDECIDED
+        reason += "; not detected, which does not show its absence"
     text, bad = _calibration_text(cal, spec.procedure, setting)
     if bad and verdict == pl.HOLDS:
         verdict = pl.UNDECIDED
