@@ -97,13 +97,14 @@ def test_conda_deployment_has_its_environment():
 
 
 def test_config_readme_names_every_config_file_and_links_that_exist():
-    shipped = [f"config/{p.name}" for p in sorted((REPO / "config").glob("*.yaml"))]
+    shipped = [str(p.relative_to(REPO)) for p in sorted((REPO / "config").rglob("*.yaml"))]
     for name in [*shipped, ".test/config/config.yaml"]:
         assert f"`{name}`" in CONFIG_README, f"config/README.md does not describe {name}"
     for link in re.findall(r"\]\(([^)#]+)\)", CONFIG_README):
         if not link.startswith("http"):
             assert (REPO / "config" / link).resolve().exists(), link
-    for section in yaml.safe_load((REPO / "config" / "config.yaml").read_text()):
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for section in schema["properties"]:
         assert f"| `{section}` |" in CONFIG_README, f"section {section} missing from the table"
 
 
