@@ -161,11 +161,6 @@ def test_module_default_target_is_the_whole_workflow(deployed):
     assert not any("results/figures/fig4a.pdf" in j.outputs for j in jobs)  # already built
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow/rules/common.smk puts workflow.basedir/src on PYTHONPATH; in module use "
-    "workflow.basedir is the user's directory, so conda jobs cannot import sgdvi",
-)
 def test_jobs_import_sgdvi_from_the_module_checkout(deployed):
     """Jobs run in envs/sgdvi.yaml (--sdm conda) import sgdvi from the module's src/."""
     snakemake(deployed, "--cores", "1", "job_environment.txt")

@@ -5,11 +5,16 @@ import re
 
 import sgdvi.config as sgdvi_config
 
-# Jobs run in the conda environment envs/sgdvi.yaml (`--use-conda`), which holds the
-# dependencies but not this package: they import sgdvi from this source tree.
-SGDVI_SRC = os.path.join(workflow.basedir, "src")
+# Jobs run in the conda environment envs/sgdvi.yaml (`--sdm conda`), which holds the
+# dependencies but not this package: they import the same sgdvi as this Snakemake process,
+# from its source folder when it is one (a clone or an editable install; also when this
+# workflow is used as a module, where workflow.basedir is the user's directory). A
+# site-packages install is importable anyway and is left out of PYTHONPATH.
+_SGDVI_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sgdvi_config.__file__)))
+_SGDVI_PARENT = os.path.dirname(_SGDVI_PARENT)  # sgdvi/config/__init__.py -> src
+SGDVI_SRC = _SGDVI_PARENT if os.path.basename(_SGDVI_PARENT) == "src" else None
 _pythonpath = os.environ.get("PYTHONPATH", "")
-if SGDVI_SRC not in _pythonpath.split(os.pathsep):
+if SGDVI_SRC and SGDVI_SRC not in _pythonpath.split(os.pathsep):
     # set, not required from the user: hence no `envvars:` directive
     os.environ.update(
         PYTHONPATH=os.pathsep.join(p for p in (SGDVI_SRC, _pythonpath) if p)

@@ -33,7 +33,9 @@ DATASET_CLASSES: dict[str, int] = {
 }
 
 #: the JSON schema of the workflow's configuration (keys, types, defaults, descriptions)
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+#: the schema ships inside the package (a pip-installed sgdvi has it too);
+#: workflow/schemas/config.schema.yaml is a symbolic link to it, where Snakemake tools look
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
