@@ -182,3 +182,12 @@ def test_one_training_seed_and_a_missing_variant():
     assert p.loc[("fig3a_low_frequency", "authors")].verdict == pl.NOT_TESTED
     assert p.loc[("lemma20_q", "stated")].reason == "no null value measured"
     assert p.loc[("fig3a_low_frequency", "stated")].calibration == "not measured"
+
+
+def test_rows_are_grouped_by_claim_then_setting(ledger):
+    p = pooled(ledger)
+    claims = list(dict.fromkeys(p.claim))
+    for claim in claims:
+        at = [i for i, c in enumerate(p.claim) if c == claim]
+        assert at == list(range(at[0], at[0] + len(at))), claim  # contiguous
+    assert claims.index("fig3b_band_vs_shuffled") + 1 == claims.index("fig3b_band_vs_walk")

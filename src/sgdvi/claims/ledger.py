@@ -155,7 +155,7 @@ def _fig3b_rows(traj: pd.DataFrame | None, st: Settings, cal: pd.DataFrame | Non
         source="trajectory.parquet: ac_frac_outside, ac_frac_outside_walk",
         null=0.0,
     )
-    rows = []
+    rows, beyond = [], []
     for setting in SETTINGS:
         t = seeds_of(traj, setting)
         frac = column(t, "ac_frac_outside")
@@ -163,8 +163,8 @@ def _fig3b_rows(traj: pd.DataFrame | None, st: Settings, cal: pd.DataFrame | Non
         ev.p = column(t, "ac_p_value")
         rows += claim_rows(shuffled, setting, ev, pool_mean_fisher(st.level), st, cal)
         ev = Evidence(runs_of(t), frac - column(t, "ac_frac_outside_walk"))
-        rows += claim_rows(walk, setting, ev, pool_mean_t(st.level, 0.0, pl.GREATER), st)
-    return rows
+        beyond += claim_rows(walk, setting, ev, pool_mean_t(st.level, 0.0, pl.GREATER), st)
+    return rows + beyond
 
 
 def _fig3c_rows(traj: pd.DataFrame | None, st: Settings):
