@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sgdvi.models import build_model, count_weights
+from sgdvi.trajectory import network
 from sgdvi.trajectory.batches import batch_bounds, epoch_permutation
 from sgdvi.trajectory.fast_trainer import (
     FastTrainer,
@@ -41,6 +42,24 @@ def test_layout_matches_torch_model(classes, d):
     assert [b - a for a, b in net.offsets.values()] == sizes
     names = net.weight_names()
     assert len(names) == d and names[784] == "b1[0]" and names[-1] == f"b2[{classes - 1}]"
+
+
+@pytest.mark.parametrize("classes", [5, 4])
+def test_functional_forward_matches_torch_model(classes):
+    """``network.logits`` with the batch's own statistics is ``models.tiny_fc`` in train mode,
+    row by row, on the weights ``TinyFC.unflatten`` reads from the flat vector."""
+    torch.manual_seed(3)
+    model = build_model("tiny-fc", num_classes=classes).double().train()
+    x = torch.as_tensor(np.random.default_rng(3).standard_normal((20, 49)) * 30)
+    w = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    p = TinyFC(classes).unflatten(w)
+    assert all(torch.equal(p[n], t) for n, t in zip(p, model.parameters(), strict=True))
+    h = x @ p["w1"].T + p["b1"]
+    mean, var = h.mean(0), h.var(0, unbiased=False)
+    out = torch.stack([network.logits(p, xi, mean, var) for xi in x])
+    assert torch.allclose(out, model(x).detach(), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="has 900 weights, got 917"):
+        TinyFC(4).unflatten(torch.zeros(917))
 
 
 @pytest.mark.parametrize("nesterov, classes", [(False, 5), (True, 5), (False, 4)])

@@ -37,33 +37,7 @@ from torch.func import grad, vmap
 
 from sgdvi.irreversibility import estimator as es
 from sgdvi.irreversibility import lemma20 as l20
-
-#: tiny-fc (:func:`sgdvi.models.tiny_fc`): 49 inputs, 16 hidden units with BN (torch's eps)
-N_IN, N_HIDDEN, BN_EPS = 49, 16, 1e-5
-
-
-def tinyfc_shapes(num_classes: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Parameter shapes of tiny-fc in ``model.parameters()`` order (d = 917 for 5 classes)."""
-    return [
-        ("w1", (N_HIDDEN, N_IN)),
-        ("b1", (N_HIDDEN,)),
-        ("gamma", (N_HIDDEN,)),
-        ("beta", (N_HIDDEN,)),
-        ("w2", (num_classes, N_HIDDEN)),
-        ("b2", (num_classes,)),
-    ]
-
-
-def unflatten(w: torch.Tensor, num_classes: int) -> dict[str, torch.Tensor]:
-    """Flat weight vector -> named tensors (views)."""
-    out, start = {}, 0
-    for name, shape in tinyfc_shapes(num_classes):
-        size = int(np.prod(shape))
-        out[name] = w[start : start + size].reshape(shape)
-        start += size
-    if start != w.numel():
-        raise ValueError(f"tiny-fc with {num_classes} classes has {start} weights, got {w.numel()}")
-    return out
+from sgdvi.trajectory import network
 
 
 def _loss_one(
@@ -79,9 +53,7 @@ def _loss_one(
     w1 = p["w1"]
     mean = w1 @ xbar + p["b1"]
     var = ((w1 @ cov) * w1).sum(dim=1)
-    h = w1 @ x + p["b1"]
-    z = p["gamma"] * (h - mean) / torch.sqrt(var + BN_EPS) + p["beta"]
-    out = p["w2"] @ torch.relu(z) + p["b2"]
+    out = network.logits(p, x, mean, var)
     return tF.cross_entropy(out.unsqueeze(0), y.unsqueeze(0))
 
 
@@ -95,9 +67,10 @@ def per_example_gradients(
     xbar = xt.mean(0)
     xc = xt - xbar
     cov = xc.T @ xc / len(xt)
-    params = unflatten(torch.as_tensor(np.asarray(w), dtype=torch.float64).clone(), num_classes)
+    net = network.TinyFC(num_classes)
+    params = net.unflatten(torch.as_tensor(np.asarray(w), dtype=torch.float64).clone())
     fn = vmap(grad(_loss_one), in_dims=(None, 0, 0, None, None))
-    names = [n for n, _ in tinyfc_shapes(num_classes)]
+    names = [n for n, _ in net.param_shapes]
     rows = []
     for s in range(0, len(xt), chunk):
         g = fn(params, xt[s : s + chunk], yt[s : s + chunk], xbar, cov)

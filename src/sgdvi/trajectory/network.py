@@ -18,14 +18,23 @@ b2         (C,)     832+16C
 
 The first-layer bias ``b1`` only shifts the BN input, which BN's batch mean removes again:
 its gradient is exactly zero, it never moves, and the analysis drops it (constant weights).
+
+This module is the one home of tiny-fc's architecture outside :func:`sgdvi.models.tiny_fc`:
+the fused trainer (:mod:`.fast_trainer`) and the per-example gradients of the current
+analysis (:func:`sgdvi.irreversibility.sgd.per_example_gradients`, through :meth:`TinyFC.unflatten`
+and :func:`logits`) read the shapes and the forward pass from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 N_IN = 49
 N_HIDDEN = 16
@@ -76,6 +85,14 @@ class TinyFC:
     def slice(self, name: str) -> slice:
         return slice(*self.offsets[name])
 
+    def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flat weight vector -> named tensors (views), in ``model.parameters()`` order."""
+        if w.numel() != self.d:
+            raise ValueError(
+                f"tiny-fc with {self.num_classes} classes has {self.d} weights, got {w.numel()}"
+            )
+        return {name: w[self.slice(name)].reshape(shape) for name, shape in self.param_shapes}
+
     def weight_names(self) -> list[str]:
         """One label per flat weight, e.g. ``w1[3,17]``, in ``model.parameters()`` order."""
         names = []
@@ -86,3 +103,15 @@ class TinyFC:
 
 #: the stated setting's network (d = 917)
 STATED = TinyFC(STATED_CLASSES)
+
+
+def logits(
+    p: dict[str, torch.Tensor], x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+) -> torch.Tensor:
+    """tiny-fc's output for one flattened example ``x`` (49,) with BatchNorm normalising by the
+    given batch statistics ``mean``, ``var`` (biased) of the first layer's output: the forward
+    pass of :func:`sgdvi.models.tiny_fc` in train mode, written as a pure function of the named
+    weights ``p`` (:meth:`TinyFC.unflatten`) so that :mod:`torch.func` can differentiate it."""
+    h = p["w1"] @ x + p["b1"]
+    z = p["gamma"] * (h - mean) / (var + BN_EPS).sqrt() + p["beta"]
+    return p["w2"] @ z.relu() + p["b2"]
