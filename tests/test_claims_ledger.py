@@ -191,3 +191,19 @@ def test_rows_are_grouped_by_claim_then_setting(ledger):
         at = [i for i, c in enumerate(p.claim) if c == claim]
         assert at == list(range(at[0], at[0] + len(at))), claim  # contiguous
     assert claims.index("fig3b_band_vs_shuffled") + 1 == claims.index("fig3b_band_vs_walk")
+
+
+def test_command_line_prints_the_pooled_rows_and_the_rates(ledger, tmp_path):
+    from sgdvi.claims.__main__ import report
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "claims").mkdir()
+    ledger.to_parquet(tmp_path / "tables" / "claims.parquet", index=False)
+    rates = calibration().assign(low=0.0, high=1.0)
+    rates.to_parquet(tmp_path / "claims" / "calibration_stated.parquet", index=False)
+    rates.to_parquet(tmp_path / "claims" / "calibration_stated_rows.parquet", index=False)
+    text = report(tmp_path)
+    lines = text.split("\n\n")[0].splitlines()
+    assert len(lines) == 1 + len(pooled(ledger))  # header and one line per pooled row
+    assert "fig1b_low_rank" in lines[3] and lines[3].rstrip().endswith("fails")
+    assert text.split("\n\n")[1].count("fig3b") == 2  # the _rows file is not read twice
