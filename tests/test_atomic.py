@@ -190,7 +190,9 @@ def test_trajectory_chunk_and_metrics_on_a_full_disk(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(read_table(tmp_path / "metrics.parquet"), table)
 
 
-@pytest.mark.parametrize("module", ["sgdvi.trajectory.plot", "sgdvi.theory.plot"])
+@pytest.mark.parametrize(
+    "module", ["sgdvi.trajectory.plot", "sgdvi.theory.plot", "sgdvi.irreversibility.plot"]
+)
 def test_figures_on_a_full_disk(tmp_path, monkeypatch, module):
     """A figure whose PDF (then whose PNG) fails to write with ENOSPC leaves no file behind
     but the complete PDF; a good write gives a real PDF and PNG."""
@@ -221,3 +223,53 @@ def test_figures_on_a_full_disk(tmp_path, monkeypatch, module):
     save(plt.figure(), pdf, png)
     assert files(tmp_path) == ["fig.pdf", "fig.png"]
     assert png.read_bytes().startswith(b"\x89PNG") and leftover_temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "module, pdf_kwargs, png_kwargs",
+    [
+        ("sgdvi.trajectory.plot", {"dpi": 200}, {"dpi": 150}),
+        ("sgdvi.theory.plot", {"bbox_inches": "tight"}, {"dpi": 150, "bbox_inches": "tight"}),
+        (
+            "sgdvi.irreversibility.plot",
+            {"bbox_inches": "tight"},
+            {"dpi": 150, "bbox_inches": "tight"},
+        ),
+    ],
+)
+def test_figure_savers_keep_their_resolution(tmp_path, monkeypatch, module, pdf_kwargs, png_kwargs):
+    """Every plotting module saves through sgdvi.infra.figures.save_figure with its own
+    resolution and cropping; a 2 x 1 inch PNG at 150 dpi (uncropped) is 300 x 150 pixels."""
+    import importlib
+
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    calls, real = [], matplotlib.figure.Figure.savefig
+
+    def spy(self, fname, *args, **kwargs):
+        calls.append((Path(fname).suffix, kwargs))
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    fig = plt.figure(figsize=(2, 1))
+    fig.add_axes((0, 0, 1, 1)).plot([0, 1], [0, 1])
+    importlib.import_module(module).save(fig, tmp_path / "f.pdf", tmp_path / "f.png")
+    assert calls == [(".pdf", pdf_kwargs), (".png", png_kwargs)]
+    assert not plt.fignum_exists(fig.number)
+    if "bbox_inches" not in png_kwargs:
+        assert Image.open(tmp_path / "f.png").size == (300, 150)
+
+
+def test_save_figure_skips_none_and_sets_the_pdf_resolution_apart(tmp_path):
+    """``None`` paths are skipped; a ``.pdf`` gets ``pdf_dpi``, any other suffix ``dpi``."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from sgdvi.infra.figures import save_figure
+
+    fig = plt.figure(figsize=(2, 1))
+    save_figure(fig, tmp_path / "a.pdf", None, tmp_path / "a.png", dpi=50, pdf_dpi=300)
+    assert files(tmp_path) == ["a.pdf", "a.png"] and not plt.fignum_exists(fig.number)
+    assert Image.open(tmp_path / "a.png").size == (100, 50)

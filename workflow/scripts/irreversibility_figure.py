@@ -7,7 +7,7 @@ import numpy as np
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.irreversibility import plot
-from sgdvi.theory.plot import save
+from sgdvi.irreversibility.plot import save
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

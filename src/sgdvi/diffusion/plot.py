@@ -18,7 +18,7 @@ import numpy as np
 
 from sgdvi.diffusion.eigen import clipped_eigenvalues
 from sgdvi.diffusion.stats import spectrum_statistics
-from sgdvi.infra.atomic import atomic_write
+from sgdvi.infra.figures import save_figure
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ def plot_spectra(
     cmap: str = "Blues",
     dpi: int = 150,
 ) -> dict[str, float]:
-    """Draw one panel of Fig. 1 / Fig. 2 and save it to every path of ``out_paths``, each
-    atomically (:func:`sgdvi.infra.atomic.atomic_write`).
+    """Draw one panel of Fig. 1 / Fig. 2 and save it to every path of ``out_paths`` at ``dpi``
+    (PDF and PNG alike) through :func:`sgdvi.infra.figures.save_figure`.
 
     Returns the statistics printed under the axes (those of the last snapshot).
     """
@@ -133,8 +133,8 @@ def plot_spectra(
         ax.set_title(title)
         ax.legend(frameon=False, fontsize=8)
         st = _caption(fig, spectra[-1], paper)
-        for path in out_paths:
-            atomic_write(path, fig.savefig, dpi=dpi)
-    finally:
+    except BaseException:
         plt.close(fig)
+        raise
+    save_figure(fig, *out_paths, dpi=dpi, pdf_dpi=dpi)
     return st

@@ -5,4 +5,5 @@
 - :mod:`sgdvi.infra.jobguard`  checkpoint locks and "die with the Snakemake job" guards
 - :mod:`sgdvi.infra.rulelog`   logging of a rule script to its ``log:`` file, every attempt kept
 - :mod:`sgdvi.infra.devices`   device resolution (``auto|cpu|cuda``)
+- :mod:`sgdvi.infra.figures`   the one figure saver (PDF and PNG, atomic, then closed)
 """

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from sgdvi.infra.figures import save_figure  # noqa: E402
 
 
 def validation_panel(ax: plt.Axes, table: pd.DataFrame) -> None:
@@ -117,3 +121,9 @@ def figure(table: pd.DataFrame, currents: list[dict], labels: list[str]) -> plt.
             ax.set_axis_off()
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
+
+
+def save(fig: plt.Figure, pdf: str | os.PathLike[str], png: str | os.PathLike[str]) -> None:
+    """Write the figure as PDF and PNG (150 dpi), both cropped to the drawn artists, through
+    :func:`sgdvi.infra.figures.save_figure`, and close it."""
+    save_figure(fig, pdf, png, dpi=150, bbox_inches="tight")

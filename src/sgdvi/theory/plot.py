@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgdvi.infra.atomic import atomic_write  # noqa: E402
+from sgdvi.infra.figures import save_figure  # noqa: E402
 from sgdvi.theory import double_well as dw  # noqa: E402
 
 KIND_MARKERS = {
@@ -27,14 +27,9 @@ KIND_MARKERS = {
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path | None = None, dpi: int = 150) -> None:
-    """Write ``fig`` as PDF (and PNG), each atomically (:func:`sgdvi.infra.atomic.atomic_write`),
-    and close it."""
-    try:
-        atomic_write(pdf, fig.savefig, bbox_inches="tight")
-        if png is not None:
-            atomic_write(png, fig.savefig, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    """Write a theory figure as PDF (and PNG at ``dpi``), both cropped to the drawn artists,
+    through :func:`sgdvi.infra.figures.save_figure`, and close it."""
+    save_figure(fig, pdf, png, dpi=dpi, bbox_inches="tight")
 
 
 def fig4_panel(

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgdvi.infra.atomic import atomic_write  # noqa: E402
+from sgdvi.infra.figures import save_figure  # noqa: E402
 from sgdvi.infra.parquet import read_table  # noqa: E402
 
 _GREY = "0.45"
@@ -190,13 +190,9 @@ def fig3c(metrics: Mapping[int, pd.DataFrame], burn_in: int, setting: str = "") 
 
 
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
-    """Write ``fig`` as PDF and PNG, each atomically (:func:`sgdvi.infra.atomic.atomic_write`), and
-    close it."""
-    try:
-        atomic_write(pdf, fig.savefig, dpi=200)
-        atomic_write(png, fig.savefig, dpi=150)
-    finally:
-        plt.close(fig)
+    """Write a Fig. 3 panel as PDF (rasterised parts at 200 dpi) and PNG (150 dpi) through
+    :func:`sgdvi.infra.figures.save_figure`, and close it."""
+    save_figure(fig, pdf, png, dpi=150, pdf_dpi=200)
 
 
 _TABLE_SCALARS = (
