@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sgdvi.infra import jobguard
 from sgdvi.infra.jobguard import (
+    PARENT_DIED,
     AncestorWatch,
     CheckpointLocked,
     checkpoint_lock,
+    job_guard,
     lock_path,
 )
 
@@ -188,6 +191,26 @@ def test_ancestor_watch_is_quiet_while_intact():
         time.sleep(0.2)
         assert watch.intact() and not watch.orphaned
     assert calls == []
+
+
+def test_job_guard_locks_and_calls_on_orphaned_once(tmp_path, monkeypatch):
+    """job_guard (the trainer's and the trajectory runner's guard): holds the lock, asks for
+    PDEATHSIG with PARENT_DIED, turns repeated PARENT_DIED deliveries (one per reparenting)
+    into one on_orphaned call, and restores the previous handler on exit."""
+    asked = []
+    monkeypatch.setattr(jobguard, "die_with_parent", asked.append)  # not on pytest itself
+    calls, previous = [], signal.getsignal(PARENT_DIED)
+    ckpt = tmp_path / "checkpoint.pt"
+    with job_guard(ckpt, "job of toy", lambda: calls.append(1)) as path:
+        assert path == lock_path(ckpt) and asked == [PARENT_DIED]
+        with pytest.raises(CheckpointLocked, match="job of toy: .* in use by PID"):
+            with job_guard(ckpt, "job of toy", lambda: None):
+                pass
+        os.kill(os.getpid(), PARENT_DIED)
+        os.kill(os.getpid(), PARENT_DIED)
+        assert wait_until(lambda: calls == [1], 5)
+    assert calls == [1] and signal.getsignal(PARENT_DIED) is previous
+    assert not lock_path(ckpt).exists()
 
 
 # ------------------------------------------------------------------ the trajectory runner

@@ -178,6 +178,15 @@ class StopRequest:
         self.requested = True
 
 
+def stop_orphaned(stop: StopRequest) -> None:
+    """The Snakemake job that started the trainer is gone: request a clean stop (a checkpoint,
+    then :class:`TrainingInterrupted`), once; the ``on_orphaned`` of
+    :func:`sgdvi.infra.jobguard.job_guard` for the trainer."""
+    if not stop.requested:
+        LOG.error("the Snakemake job that started this trainer is gone; stopping")
+        stop.request(signal.SIGTERM)
+
+
 @contextmanager
 def stop_on_signals(
     stop: StopRequest, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)

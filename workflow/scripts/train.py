@@ -15,7 +15,7 @@ import torch
 
 from sgdvi.data import load_prepared
 from sgdvi.infra.devices import resolve_device
-from sgdvi.infra.jobguard import AncestorWatch, CheckpointLocked, checkpoint_lock, die_with_parent
+from sgdvi.infra.jobguard import PARENT_DIED, CheckpointLocked, die_with_parent, job_guard
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.recording_hook import hook_for_experiment
 from sgdvi.training import (
@@ -28,24 +28,12 @@ from sgdvi.training import (
     TrainSettings,
     describe_checkpoint,
     stop_on_signals,
+    stop_orphaned,
     train,
 )
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
-
-
-#: sent by the kernel when our parent dies (PDEATHSIG). Not SIGTERM: a multi-threaded parent
-#: (Snakemake) makes the kernel send it once per reparenting, and a second SIGTERM means
-#: "stop at once" to stop_on_signals; this one only ever asks for a clean stop.
-PARENT_DIED = signal.SIGUSR1
-
-
-def orphaned(stop: StopRequest) -> None:
-    """The Snakemake job that started us is gone: save a checkpoint and stop (once)."""
-    if not stop.requested:
-        LOG.error("the Snakemake job that started this trainer is gone; stopping")
-        stop.request(signal.SIGTERM)
 
 
 def main() -> int:
@@ -72,11 +60,9 @@ def main() -> int:
     # experiments.<name>.current: project the weights after every step (the current test)
     hook = hook_for_experiment(snakemake.params.settings, paths.checkpoint, len(data.y_train))
     with stop_on_signals(StopRequest()) as stop:
-        signal.signal(PARENT_DIED, lambda signum, frame: orphaned(stop))
         try:
             with (
-                checkpoint_lock(paths.checkpoint, f"trainer of {name}"),
-                AncestorWatch(lambda: orphaned(stop)),
+                job_guard(paths.checkpoint, f"trainer of {name}", lambda: stop_orphaned(stop)),
                 hook if hook is not None else nullcontext(),
             ):
                 metrics = train(
@@ -109,7 +95,9 @@ def main() -> int:
     return 0
 
 
-die_with_parent(PARENT_DIED)  # checkpoint, then exit, when our parent process dies
+# until job_guard installs its handler, PARENT_DIED's default action ends the process: a parent
+# that dies during the data load leaves nothing to save
+die_with_parent(PARENT_DIED)
 # only sgdvi.training's records, to the log file and (progress) to stderr
 with rule_log(
     snakemake.log[0],

@@ -15,13 +15,12 @@ same checkpoint file.
   checks every ``interval`` seconds that the recorded ancestors are still alive and still
   linked (each one's parent unchanged) and calls ``on_orphaned`` (e.g. ``stop.request``) once
   they are not.
+- :func:`job_guard` is the one guard every long job uses (the trainer in
+  ``workflow/scripts/train.py``, the trajectory runner through
+  :func:`sgdvi.trajectory.runner.run_guard`): the lock, PDEATHSIG and the ancestor watch, all
+  three ending in one call of the job's ``on_orphaned`` in the main thread::
 
-Usage (``workflow/scripts/train.py``; the trajectory runner's is
-:func:`sgdvi.trajectory.runner.run_guard`)::
-
-    signal.signal(signal.SIGUSR1, lambda *_: stop.request(signal.SIGTERM))
-    die_with_parent(signal.SIGUSR1)
-    with checkpoint_lock(ckpt), AncestorWatch(lambda: stop.request(signal.SIGTERM)):
+    with job_guard(ckpt, "trainer of lenet-mnist", lambda: stop.request(signal.SIGTERM)):
         run(...)
 """
 
@@ -41,6 +40,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+
+#: the signal that says "the Snakemake job that started us is gone": sent by the kernel when the
+#: parent dies (PDEATHSIG) and by :func:`job_guard`'s ancestor watch. Not SIGTERM: a
+#: multi-threaded parent (Snakemake) makes the kernel send it once per reparenting, and a
+#: second SIGTERM means "stop at once" to the trainer; this one only ever asks for a clean stop.
+PARENT_DIED = signal.SIGUSR1
 
 
 class CheckpointLocked(RuntimeError):
@@ -235,3 +240,37 @@ class AncestorWatch:
         self._done.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+@contextmanager
+def job_guard(
+    target: str | os.PathLike[str], what: str, on_orphaned: Callable[[], None]
+) -> Iterator[Path]:
+    """One job per ``target``, and none outliving its Snakemake job, for the ``with`` block.
+
+    Holds :func:`checkpoint_lock` on ``target`` (a second job refuses at once with
+    :class:`CheckpointLocked` naming ``what`` and the holder's PID), and calls ``on_orphaned()``
+    once, in the main thread, when the parent dies (PDEATHSIG, :func:`die_with_parent`) or
+    Snakemake above the script's bash does (:class:`AncestorWatch`, which sends
+    :data:`PARENT_DIED` to this process); later deliveries are ignored. ``on_orphaned`` either
+    requests a clean stop (the trainer: a checkpoint at the next step) or raises (the trajectory
+    runner: ``SystemExit``, so a file being written is removed by :mod:`sgdvi.infra.atomic`).
+    Call from the main thread: it installs a :data:`PARENT_DIED` handler, restored on exit.
+    """
+    with checkpoint_lock(target, what) as lock:
+        fired = False
+
+        def parent_died(signum: int, frame: object) -> None:
+            nonlocal fired
+            if fired:
+                return
+            fired = True
+            on_orphaned()
+
+        previous = signal.signal(PARENT_DIED, parent_died)
+        try:
+            die_with_parent(PARENT_DIED)
+            with AncestorWatch(lambda: os.kill(os.getpid(), PARENT_DIED)):
+                yield lock
+        finally:
+            signal.signal(PARENT_DIED, previous)

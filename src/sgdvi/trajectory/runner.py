@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sgdvi.infra.atomic import atomic_open
-from sgdvi.infra.jobguard import AncestorWatch, checkpoint_lock, die_with_parent
+from sgdvi.infra.jobguard import job_guard
 from sgdvi.schedule import burn_in_schedule, lr_at
 from sgdvi.trajectory.batches import epoch_permutation
 from sgdvi.trajectory.network import STATED_CLASSES, TinyFC
@@ -41,12 +40,6 @@ from sgdvi.trajectory.state import EpochStats, FullPass, initial_state
 from sgdvi.trajectory.storage import ChunkStore, assemble
 
 log = logging.getLogger(__name__)
-
-
-#: sent by the kernel when the runner's parent dies (PDEATHSIG), and by the ancestor watch to
-#: the runner itself when Snakemake is gone. Not SIGTERM: a multi-threaded parent (Snakemake)
-#: makes the kernel send it once per reparenting; only the first delivery is acted on.
-PARENT_DIED = signal.SIGUSR1
 
 
 class TrajectoryDiverged(RuntimeError):
@@ -333,33 +326,21 @@ def lock_target(run_dir: str | Path) -> Path:
 def run_guard(run_dir: str | Path, where: str) -> Iterator[Path]:
     """One runner per seed directory, and none outliving its Snakemake job (issue 10, case 3).
 
-    Holds :func:`sgdvi.infra.jobguard.checkpoint_lock` on the run's chunks (a second runner of the
-    same ``run_dir`` refuses at once with :class:`sgdvi.infra.jobguard.CheckpointLocked`, naming the
-    holder's PID), and ends the run when the parent dies (PDEATHSIG) or Snakemake above the
-    script's bash does (:class:`sgdvi.infra.jobguard.AncestorWatch`): :data:`PARENT_DIED` raises
+    :func:`sgdvi.infra.jobguard.job_guard` on the run's chunks (a second runner of the same
+    ``run_dir`` refuses at once with :class:`sgdvi.infra.jobguard.CheckpointLocked`, naming the
+    holder's PID); when the parent or Snakemake above the script's bash dies, the run ends with
     ``SystemExit(128 + SIGTERM)`` in the main thread, so a chunk being written is removed
     (:mod:`sgdvi.infra.atomic`) and the chunks recorded so far stay for the rerun to resume from.
     Call from the main thread (it installs a signal handler, restored on exit).
     """
-    with checkpoint_lock(lock_target(run_dir), f"trajectory runner of {where}") as lock:
-        stopping = False
 
-        def parent_died(signum: int, frame: object) -> None:
-            nonlocal stopping
-            if stopping:
-                return
-            stopping = True
-            log.error(
-                "trajectory %s: the Snakemake job that started it is gone; stopping (the "
-                "recorded chunks stay, a rerun resumes from them)",
-                where,
-            )
-            raise SystemExit(128 + signal.SIGTERM)
+    def parent_died() -> None:
+        log.error(
+            "trajectory %s: the Snakemake job that started it is gone; stopping (the "
+            "recorded chunks stay, a rerun resumes from them)",
+            where,
+        )
+        raise SystemExit(128 + signal.SIGTERM)
 
-        previous = signal.signal(PARENT_DIED, parent_died)
-        try:
-            die_with_parent(PARENT_DIED)
-            with AncestorWatch(lambda: os.kill(os.getpid(), PARENT_DIED)):
-                yield lock
-        finally:
-            signal.signal(PARENT_DIED, previous)
+    with job_guard(lock_target(run_dir), f"trajectory runner of {where}", parent_died) as lock:
+        yield lock
