@@ -24,7 +24,7 @@ from sgdvi.claims.ledger import claims_table, pooled, verdicts
 from sgdvi.irreversibility import sgd
 from sgdvi.trajectory import runner
 from sgdvi.trajectory.analysis import analyse_trajectory
-from sgdvi.trajectory.plot import trajectory_table
+from sgdvi.trajectory.table import trajectory_table
 
 SEEDS = [42, 43, 44, 45, 46, 47]
 IRR = sgd.Settings(m=4, n_blocks=8, n_surrogates=5, n_boot=5, alpha=0.01, max_pca_rows=500)

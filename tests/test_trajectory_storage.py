@@ -21,6 +21,7 @@ from sgdvi.trajectory.analysis import analyse_trajectory
 from sgdvi.trajectory.network import STATED
 from sgdvi.trajectory.runner import TrajectoryDiverged, TrajectorySettings, run_trajectory
 from sgdvi.trajectory.storage import ResumeError
+from sgdvi.trajectory.table import load_analyses, trajectory_table
 
 D = STATED.d
 SETTINGS = TrajectorySettings(
@@ -227,7 +228,7 @@ def test_analysis_table_and_figures_from_a_run(uninterrupted, tmp_path):
     analysis = analyse_trajectory(uninterrupted / "weights.npy", n_permutations=5, seed=3)
     path = tmp_path / "analysis.npz"
     np.savez(path, **{k: np.asarray(v) for k, v in analysis.items()})
-    analyses = plot.load_analyses([3], [path])
+    analyses = load_analyses([3], [path])
     for name, fig in (
         ("fig3a", plot.fig3a(analyses, lr=0.05)),
         ("fig3b", plot.fig3b(analyses)),
@@ -235,7 +236,7 @@ def test_analysis_table_and_figures_from_a_run(uninterrupted, tmp_path):
     ):
         plot.save(fig, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
-    table = plot.trajectory_table(
+    table = trajectory_table(
         [3], [path], [uninterrupted / "metrics.parquet"], [uninterrupted / "run.json"]
     )
     assert len(table) == 1 and table["d_active"].iloc[0] == analysis["d_active"] <= D - 16

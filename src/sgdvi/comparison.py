@@ -14,7 +14,7 @@ Two tables, built from the workflow's own tables (no recomputation):
   the reader sees which factor moves Fig. 1b's rank and mean, and by how much.
 
 The inputs are ``results/tables/diffusion.parquet`` (:func:`sgdvi.diffusion.stats.diffusion_table`)
-and ``results/tables/trajectory.parquet`` (:func:`sgdvi.trajectory.plot.trajectory_table`; its
+and ``results/tables/trajectory.parquet`` (:func:`sgdvi.trajectory.table.trajectory_table`; its
 ``variant`` column names the trajectory setting, rows without it count as ``stated``).
 """
 

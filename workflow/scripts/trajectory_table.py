@@ -11,7 +11,7 @@ from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.irreversibility.sgd import trajectory_rows
-from sgdvi.trajectory.plot import trajectory_table
+from sgdvi.trajectory.table import trajectory_table
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -1,9 +1,9 @@
-"""Fig. 3 of the paper (a: FFT of increments, b: autocorrelation, c: gradient norm) and the
-per-seed statistics table, from the outputs of :mod:`sgdvi.trajectory.analysis`."""
+"""Fig. 3 of the paper (a: FFT of increments, b: autocorrelation, c: gradient norm), from the
+outputs of :mod:`sgdvi.trajectory.analysis` (read by :func:`sgdvi.trajectory.table.load_analyses`;
+the per-seed statistics table is :mod:`sgdvi.trajectory.table`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,18 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sgdvi.infra.figures import save_figure  # noqa: E402
-from sgdvi.infra.parquet import read_table  # noqa: E402
 
 _GREY = "0.45"
-
-
-def load_analyses(seeds: Sequence[int], paths: Sequence[str | Path]) -> dict[int, dict]:
-    """``seed -> analysis dict`` read from the ``analysis.npz`` files."""
-    out = {}
-    for seed, path in zip(seeds, paths, strict=True):
-        with np.load(path) as z:
-            out[int(seed)] = {k: z[k] for k in z.files}
-    return out
 
 
 def _colors(n: int) -> list:
@@ -193,77 +183,3 @@ def save(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
     """Write a Fig. 3 panel as PDF (rasterised parts at 200 dpi) and PNG (150 dpi) through
     :func:`sgdvi.infra.figures.save_figure`, and close it."""
     save_figure(fig, pdf, png, dpi=150, pdf_dpi=200)
-
-
-_TABLE_SCALARS = (
-    "n",
-    "n_fft",
-    "d",
-    "d_active",
-    "low_frequency_cutoff",
-    "n_low_freq_bins",
-    "low_freq_ratio",
-    "low_freq_ratio_median",
-    "low_freq_ratio_ou",
-    "low_freq_ratio_perm_mean",
-    "low_freq_p_value",
-    "low_freq_p_value_lower",
-    "band",
-    "ac_frac_outside",
-    "ac_frac_outside_shuffle",
-    "ac_frac_outside_walk",
-    "ac_frac_outside_ou",
-    "ac_frac_outside_perm_mean",
-    "ac_p_value",
-    "ou_coefficient",
-    "n_permutations",
-)
-
-
-def _first_after(metrics: pd.DataFrame, burn_in: int) -> float:
-    """``|grad f|/sqrt(d)`` at the first epoch after ``burn_in`` that has a full-dataset pass
-    (NaN if there is none)."""
-    after = metrics[(metrics["epoch"] > burn_in) & metrics["grad_norm_normalised"].notna()]
-    return float(after["grad_norm_normalised"].iloc[0]) if len(after) else float("nan")
-
-
-def trajectory_table(
-    seeds: Sequence[int],
-    analyses: Sequence[str | Path],
-    metrics: Sequence[str | Path],
-    runs: Sequence[str | Path],
-) -> pd.DataFrame:
-    """One row per seed: settings, the statistics of the analysis, final loss/error/gradient."""
-    rows = []
-    loaded = load_analyses(seeds, analyses)
-    for seed, mpath, rpath in zip(seeds, metrics, runs, strict=True):
-        a = loaded[int(seed)]
-        m = read_table(mpath)
-        run = json.loads(Path(rpath).read_text())
-        s = run["settings"]
-        tail = m[m["epoch"] > m["epoch"].max() * 0.9]
-        row = {
-            "seed": int(seed),
-            "epochs": s["epochs"],
-            "burn_in": s["burn_in"],
-            "lr_burn_in": s["lr_burn_in"],
-            "lr": s["lr"],
-            "momentum": s["momentum"],
-            "nesterov": s["nesterov"],
-            "dtype": s["dtype"],
-            "engine": s["engine"],
-            "n_train": run["n_train"],
-        }
-        row |= {k: a[k].item() for k in _TABLE_SCALARS}
-        row |= {
-            "grad_norm_normalised_initial": float(m["grad_norm_normalised"].iloc[0]),
-            # Remark 18's "over the next 10^5 epochs": from the first full pass after burn-in
-            "grad_norm_normalised_after_burn_in": _first_after(m, s["burn_in"]),
-            "grad_norm_normalised_last10pct_mean": float(tail["grad_norm_normalised"].mean()),
-            "grad_norm_normalised_min": float(m["grad_norm_normalised"].min()),
-            "loss_last10pct_mean": float(tail["loss"].mean()),
-            "error_last10pct_mean": float(tail["error"].mean()),
-            "train_wall_seconds": run["wall_seconds_this_session"],
-        }
-        rows.append(row)
-    return pd.DataFrame(rows)
