@@ -251,7 +251,7 @@ def test_nonfinite_bn_statistic_stops_although_the_loss_is_finite(tmp_path, monk
     data = make_data(tmp_path, "small-lenet", n_train=50, n_test=20)
     s = make_settings("small-lenet", epochs=3, snapshots=[0.4, 1.0])  # 0.4 -> epoch 1
     paths = make_paths(tmp_path / "run")
-    import sgdvi.training as training
+    import sgdvi.training.state as training  # where a run builds its network and optimizer
 
     real_build, real_optimizer = training.build_model, training.make_optimizer
     built = {}
@@ -322,7 +322,7 @@ def test_interrupted_run_resumes_bit_exactly(
     ref = train(s, data, ref_paths)
 
     paths = make_paths(tmp_path / "cut")
-    import sgdvi.training as training
+    import sgdvi.training.state as training  # where a run builds its network and optimizer
 
     real_build = training.build_model
     hooked = {}
