@@ -440,3 +440,35 @@ def test_the_config_entry_point_takes_import_paths_kinds_and_current(tmp_path, m
         workflow_config(
             "config/config.yaml", extra=deep_update(extra, {"datasets": {"tiny": {"kind": "csv"}}})
         )
+
+
+def test_a_stale_recording_is_never_continued(tmp_path):
+    """A recording left next to the checkpoint is kept only when that checkpoint is there and
+    the experiment's settings are the same (a killed job resuming); else it starts over."""
+    from sgdvi.recording_hook import RECORDING_NAME, hook_for_experiment
+
+    exp = {
+        "current": {"enabled": True, "k": 2, "seed": 0, "every": "step", "from_epoch": None},
+        "lr_schedule": [[0, 0.1]],
+        "epochs": 2,
+        "batch_size": 4,
+    }
+    checkpoint = tmp_path / "checkpoint.pt"
+    rec = tmp_path / RECORDING_NAME
+    assert hook_for_experiment({**exp, "current": {"enabled": False}}, checkpoint, 16) is None
+
+    def leave_rows() -> None:
+        with hook_for_experiment(exp, checkpoint, 16) as hook:
+            assert hook.steps == 4
+            hook(torch.nn.Linear(2, 1), 0, 1, 4)
+        (rec / "marker").write_text("")
+
+    leave_rows()
+    hook_for_experiment(exp, checkpoint, 16)  # no checkpoint: a fresh run
+    assert not (rec / "marker").exists()
+    leave_rows()
+    checkpoint.write_bytes(b"")
+    hook_for_experiment(exp, checkpoint, 16)  # checkpoint and same settings: resumed
+    assert (rec / "marker").exists()
+    hook_for_experiment({**exp, "batch_size": 8}, checkpoint, 16)  # other settings
+    assert not (rec / "marker").exists()
