@@ -53,7 +53,7 @@ def test_stationary_density_is_exp_minus_phi(runs, lam):
     tv = sde.total_variation(r.hist_final, probs, N)
     _, q99 = sde.tv_null_quantiles(probs, N)
     assert tv <= q99
-    assert checks.chi2_pvalue(r.hist_final, probs, N)[0] > 1e-3
+    assert sde.chi2_pvalue(r.hist_final, probs, N)[0] > 1e-3
 
 
 def test_histogram_test_rejects_a_wrong_density():
@@ -96,7 +96,7 @@ def test_chi2_pvalue_against_scipy_and_coarsening():
     probs = sde.bin_probabilities(np.linspace(-3, 3, 9))
     n = 20000
     counts = rng.multinomial(n, np.append(probs.ravel(), 1 - probs.sum()))[:-1].reshape(8, 8)
-    p, dof = checks.chi2_pvalue(counts, probs, n)
+    p, dof = sde.chi2_pvalue(counts, probs, n)
     e = n * probs.ravel()
     keep = e >= 5
     obs = np.append(counts.ravel()[keep], n - counts.ravel()[keep].sum())
@@ -105,9 +105,9 @@ def test_chi2_pvalue_against_scipy_and_coarsening():
     assert dof == keep.sum()
     # few samples on a fine grid: cells are merged until the test has cells to work with
     small = rng.multinomial(300, np.append(probs.ravel(), 1 - probs.sum()))[:-1].reshape(8, 8)
-    p, dof = checks.chi2_pvalue(small, probs, 300, min_expected=40)
+    p, dof = sde.chi2_pvalue(small, probs, 300, min_expected=40)
     assert dof >= 1 and 0 <= p <= 1
-    np.testing.assert_array_equal(checks.coarsen(np.ones((5, 4))), [[4, 4], [6, 6]])
+    np.testing.assert_array_equal(sde.coarsen(np.ones((5, 4))), [[4, 4], [6, 6]])
 
 
 def test_checks_rows_are_logged_without_their_empty_fields(caplog):

@@ -24,3 +24,22 @@ def test_linear_scaling_keeps_temperature():
 def test_batch_larger_than_dataset_is_rejected():
     with pytest.raises(ValueError, match="exceeds dataset size"):
         tp.temperature_table([100], [0.1], [128])
+
+
+def test_temperature_rows_for_the_theory_table():
+    """Four ``remarks`` rows per (N, eta, b), in the theory table's format, with the values
+    worked out by hand: eta / (2 b), times (1 - b / N) without replacement."""
+    from sgdvi.theory import checks
+
+    table = checks.frame(tp.temperature_rows(tp.temperature_table([1000], [0.2], [100])))
+    assert list(table.columns) == checks.COLUMNS and set(table.check) == {"remarks"}
+    values = dict(zip(table.quantity, table.value, strict=True))
+    assert values == pytest.approx(
+        {
+            "inv_beta_with_replacement": 0.001,
+            "inv_beta_without_replacement": 0.0009,
+            "factor_1_minus_b_over_N": 0.9,
+            "eta_over_b": 0.002,
+        }
+    )
+    assert set(table.setting) == {"N=1000, eta=0.2, b=100"} and table.passed.isna().all()

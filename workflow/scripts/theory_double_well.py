@@ -5,12 +5,13 @@ from typing import TYPE_CHECKING
 from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import checks
+from sgdvi.theory import double_well as dw
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "theory_double_well") as log:
-    table, crit = checks.double_well_rows(list(snakemake.params.lambdas))
+    table, crit = dw.double_well_rows(list(snakemake.params.lambdas))
     checks.log_rows(table, log)
     log.info("critical points of f:\n%s", crit.to_string())
     atomic_write(snakemake.output.table, table.to_parquet)

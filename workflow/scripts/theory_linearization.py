@@ -9,16 +9,17 @@ from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.parquet import read_table
 from sgdvi.infra.rulelog import rule_log
 from sgdvi.theory import checks
+from sgdvi.theory import linearization as lz
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with rule_log(snakemake.log[0], "theory_linearization") as log:
     p = snakemake.params.linearization
-    arrays, rows = checks.run_linearization(
+    arrays, rows = lz.run_linearization(
         p["dim"], p["seed"], beta=p["beta"], particles=p["particles"]
     )
-    rows += checks.example19_lemma20_rows(read_table(snakemake.input.critical))
+    rows += lz.example19_lemma20_rows(read_table(snakemake.input.critical))
     table = checks.frame(rows)
     checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **arrays)

@@ -6,7 +6,7 @@ import numpy as np
 
 from sgdvi.infra.atomic import atomic_write
 from sgdvi.infra.rulelog import rule_log
-from sgdvi.theory import checks
+from sgdvi.theory import checks, sde
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 with rule_log(snakemake.log[0], "theory_sde") as log:
     lam = float(snakemake.wildcards.lam)
     p = snakemake.params.sde
-    res = checks.run_sde(
+    res = sde.run_sde(
         lam,
         p["particles"],
         p["dt"],
@@ -27,7 +27,7 @@ with rule_log(snakemake.log[0], "theory_sde") as log:
         path_time=p["path_time"],
         log=log,
     )
-    table = checks.frame(checks.sde_rows(res))
+    table = checks.frame(sde.sde_rows(res))
     checks.log_rows(table, log)
     atomic_write(snakemake.output.npz, np.savez_compressed, **res)
     atomic_write(snakemake.output.table, table.to_parquet)

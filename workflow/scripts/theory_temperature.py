@@ -13,15 +13,5 @@ with rule_log(snakemake.log[0], "theory_temperature") as log:
     p = snakemake.params.remarks
     df = temperature.temperature_table(p["N"], p["eta"], p["b"])
     log.info("temperatures:\n%s", df.to_string())
-    rows = []
-    for r in df.itertuples():
-        setting = f"N={r.N}, eta={r.eta:g}, b={r.b}"
-        rows += [
-            checks.row("remarks", "inv_beta_with_replacement", r.inv_beta_with, setting=setting),
-            checks.row(
-                "remarks", "inv_beta_without_replacement", r.inv_beta_without, setting=setting
-            ),
-            checks.row("remarks", "factor_1_minus_b_over_N", r.factor, setting=setting),
-            checks.row("remarks", "eta_over_b", r.eta_over_b, setting=setting),
-        ]
+    rows = temperature.temperature_rows(df)
     atomic_write(snakemake.output.table, checks.frame(rows).to_parquet)

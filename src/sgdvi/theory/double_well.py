@@ -10,14 +10,22 @@ the Fokker-Planck equation for every lambda and the stationary probability curre
 here, so Assumption 4 / (A5) does not hold for this example and nothing below assumes it.
 
 All functions take points as arrays of shape ``(..., 2)`` (last axis = (x1, x2)).
+
+The closed-form checks and the zeros of ``grad f`` as rows of ``results/tables/theory.parquet``:
+:func:`double_well_rows` (row format: :mod:`sgdvi.theory.checks`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import integrate, optimize, special
+
+from sgdvi.theory import checks
 
 SQRT_PI = float(np.sqrt(np.pi))
 
@@ -239,3 +247,116 @@ def critical_points(
             )
         )
     return out
+
+
+# ------------------------------------------------ rows of results/tables/theory.parquet
+def divergence_on_grid(field, half_width: float = 2.5, n: int = 401) -> np.ndarray:
+    """Central-difference divergence of ``field(points) -> (..., 2)`` on an ``n x n`` grid."""
+    s = np.linspace(-half_width, half_width, n)
+    h = s[1] - s[0]
+    X = np.stack(np.meshgrid(s, s, indexing="ij"), axis=-1)
+    v = field(X)
+    return (np.gradient(v[..., 0], h, axis=0) + np.gradient(v[..., 1], h, axis=1))[1:-1, 1:-1]
+
+
+def double_well_rows(lambdas: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Closed-form checks of Example 19 and the critical points of ``f`` for every lambda.
+
+    Returns the check rows and one row per zero of ``grad f`` (Theorem 22) for each lambda.
+    """
+    z, z_quad = z_double_well(), z_double_well_quad()
+    rows = [
+        checks.row(
+            "double_well",
+            "Z",
+            z,
+            reference=z_quad,
+            tolerance=1e-9,
+            setting="Bessel closed form vs quadrature",
+            passed=abs(z - z_quad) < 1e-9,
+        )
+    ]
+    crit_rows = []
+    for lam in lambdas:
+        rows += _circulation_rows(lam)
+        for k, c in enumerate(critical_points(lam)):
+            crit_rows.append(_critical_point_record(lam, k, c))
+            rows += _critical_point_rows(lam, k, c)
+    return checks.frame(rows), pd.DataFrame(crit_rows)
+
+
+def _circulation_rows(lam: float) -> list[dict[str, Any]]:
+    """Example 19 at one lambda: the mean angular velocity lambda pi^{3/2}/Z against quadrature,
+    ``div(j e^{-Phi}) = 0`` (the stationarity of e^{-Phi}/Z), and that (A5) fails for ``j``."""
+    cf, quad = angular_velocity_closed_form(lam), angular_velocity_quad(lam)
+    div_flux = divergence_on_grid(lambda x, lam=lam: lam * j_ss(x))
+    div_j = divergence_on_grid(lambda x, lam=lam: force_j(x, lam))
+    s = np.linspace(-2.5, 2.5, 401)
+    X = np.stack(np.meshgrid(s, s, indexing="ij"), axis=-1)
+    j_dot = np.sum(force_j(X, lam) * grad_phi(X), axis=-1)
+    return [
+        checks.row(
+            "double_well",
+            "mean_angular_velocity_closed_form",
+            cf,
+            lam=lam,
+            reference=quad,
+            tolerance=1e-7,
+            passed=abs(cf - quad) < 1e-7,
+            setting="lambda pi^1.5 / Z vs 2-D quadrature of grad(theta).b rho_ss",
+        ),
+        checks.row(
+            "double_well",
+            "max_abs_div_j_exp_minus_phi",
+            np.abs(div_flux).max(),
+            lam=lam,
+            tolerance=1e-3,
+            passed=np.abs(div_flux).max() < 1e-3,
+            setting="central differences, h=0.0125 on [-2.5,2.5]^2 (zero in the continuum)",
+        ),
+        checks.row(
+            "double_well",
+            "max_abs_div_j",
+            np.abs(div_j).max(),
+            lam=lam,
+            setting="j itself is not divergence-free for lambda > 0",
+        ),
+        checks.row(
+            "double_well",
+            "max_abs_j_dot_grad_phi",
+            np.abs(j_dot).max(),
+            lam=lam,
+            setting="j is not orthogonal to grad Phi for lambda > 0 ((A5) does not hold)",
+        ),
+    ]
+
+
+def _critical_point_record(lam: float, k: int, c: Any) -> dict[str, Any]:
+    """Row ``k`` of the critical-point table for one zero ``c`` of ``grad f`` (Theorem 22)."""
+    return {
+        "lam": float(lam),
+        "index": k,
+        "x1": c.x1,
+        "x2": c.x2,
+        "kind": c.kind,
+        "eig_re_max": c.eig_re_max,
+        "eig_re_min": c.eig_re_min,
+        "eig_im": c.eig_im,
+        "phi": float(phi(np.array([c.x1, c.x2]))),
+    }
+
+
+def _critical_point_rows(lam: float, k: int, c: Any) -> list[dict[str, Any]]:
+    """Where zero ``k`` of ``grad f`` lies, and how far from the minima (+-1, 0) of Phi."""
+    setting = f"zero {k} of grad f: {c.kind}"
+    return [
+        checks.row("critical_points", "x1", c.x1, lam=lam, setting=setting),
+        checks.row("critical_points", "x2", c.x2, lam=lam, setting=setting),
+        checks.row(
+            "critical_points",
+            "distance_to_nearest_argmin_phi",
+            min(math.hypot(c.x1 - 1, c.x2), math.hypot(c.x1 + 1, c.x2)),
+            lam=lam,
+            setting=setting,
+        ),
+    ]

@@ -11,14 +11,22 @@ potential is ``Phi(x) = x^T U x / 2``. With ``G = D + Q``, ``U = G^{-1} F`` is s
 a Sylvester equation for ``Q``. It has a unique solution iff no two eigenvalues of ``F`` sum to
 zero (``mu_i + mu_j != 0`` for all ``i, j``; in particular ``F`` is non-singular); the solution is
 then automatically antisymmetric (``-Q^T`` solves the same equation).
+
+The checks as rows of ``results/tables/theory.parquet``: :func:`run_linearization` (random
+instances, Lemma 6, the OU covariance) and :func:`example19_lemma20_rows` (Example 19).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import linalg
+import pandas as pd
+from scipy import linalg, stats
+
+from sgdvi.theory import checks
+from sgdvi.theory import double_well as dw
 
 
 class DecompositionError(ValueError):
@@ -141,3 +149,173 @@ def simulate_ou_covariance(
     S = np.cov(x, rowvar=False)
     se = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / particles)
     return S, se
+
+
+# ------------------------------------------------ rows of results/tables/theory.parquet
+def run_linearization(
+    dim: int,
+    seed: int,
+    *,
+    beta: float = 1.0,
+    particles: int = 20000,
+    dt: float = 0.05,
+    tol: float = 1e-10,
+) -> tuple[dict[str, Any], list]:
+    """Lemma 20 on random instances (minimum and saddle), the isotropic case (Lemma 6) and the
+    OU stationary covariance; returns arrays for the figure and the rows.
+
+    One random stream (``seed``) feeds the three parts in this order.
+    """
+    rng = np.random.default_rng(seed)
+    out, rows = _lemma20_random_rows(dim, rng, tol)
+    rows += _lemma6_rows(dim, rng, tol)
+    cov, cov_rows = _ou_covariance_rows(dim, rng, seed, beta, particles, dt, tol)
+    out.update(cov)
+    return out, rows + cov_rows
+
+
+def _lemma20_random_rows(
+    dim: int, rng: np.random.Generator, tol: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Lemma 20: recover U and Q from F = (D + Q) U and D, for a random minimum (U positive
+    definite) and a saddle (U indefinite), with full-rank and rank-deficient D."""
+    out: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for key, make_u in (("pd", random_spd), ("saddle", random_symmetric_indefinite)):
+        U, D, Q = make_u(dim, rng), random_psd(dim, rng), random_antisymmetric(dim, rng)
+        dec = decompose((D + Q) @ U, D)
+        eu, eq = np.abs(dec.U - U).max(), np.abs(dec.Q - Q).max()
+        out.update(
+            {f"{key}_U_true": U, f"{key}_U_rec": dec.U, f"{key}_Q_true": Q, f"{key}_Q_rec": dec.Q}
+        )
+        what = "positive definite U (minimum)" if key == "pd" else "indefinite U (saddle)"
+        for name, err in (("U", eu), ("Q", eq)):
+            rows.append(
+                checks.row(
+                    "lemma20",
+                    f"max_abs_error_{name}_{key}",
+                    err,
+                    tolerance=tol,
+                    passed=err <= tol,
+                    setting=f"d={dim}, {what}, random PSD D",
+                )
+            )
+        Dr = random_psd(dim, rng, rank=max(1, dim // 2))
+        dec = decompose((Dr + Q) @ U, Dr)
+        err = max(np.abs(dec.U - U).max(), np.abs(dec.Q - Q).max())
+        rows.append(
+            checks.row(
+                "lemma20",
+                f"max_abs_error_UQ_{key}_rank_deficient_D",
+                err,
+                tolerance=tol,
+                passed=err <= tol,
+                setting=f"d={dim}, {what}, D of rank {max(1, dim // 2)}",
+            )
+        )
+    return out, rows
+
+
+def _lemma6_rows(dim: int, rng: np.random.Generator, tol: float) -> list[dict[str, Any]]:
+    """Lemma 6: with isotropic D = c I, Q = 0 and U = F / c for a symmetric F."""
+    c = 0.7
+    S = random_symmetric_indefinite(dim, rng)
+    dec = decompose(S, c * np.eye(dim))
+    eq, eu = np.abs(dec.Q).max(), np.abs(dec.U - S / c).max()
+    setting = f"Lemma 6: D = {c} I, symmetric indefinite F"
+    return [
+        checks.row(
+            "lemma20", "isotropic_max_abs_Q", eq, tolerance=tol, passed=eq <= tol, setting=setting
+        ),
+        checks.row(
+            "lemma20",
+            "isotropic_max_abs_U_minus_F_over_c",
+            eu,
+            tolerance=tol,
+            passed=eu <= tol,
+            setting=setting,
+        ),
+    ]
+
+
+def _ou_covariance_rows(
+    dim: int,
+    rng: np.random.Generator,
+    seed: int,
+    beta: float,
+    particles: int,
+    dt: float,
+    tol: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The OU process dx = -F x dt + sqrt(2 beta^-1 D) dW with F = (D + Q) U has stationary
+    covariance beta^-1 U^-1: by the Lyapunov equation and by simulating ``particles`` paths."""
+    U, D, Q = random_spd(dim, rng), random_psd(dim, rng), random_antisymmetric(dim, rng)
+    D = D + 0.2 * np.eye(dim)
+    F = (D + Q) @ U
+    sigma = stationary_covariance(F, D, beta)
+    theory = np.linalg.inv(U) / beta
+    e_lyap = np.abs(sigma - theory).max()
+    t_end = 12.0 / np.linalg.eigvals(F).real.min()
+    S_sim, se = simulate_ou_covariance(
+        F, D, beta, particles=particles, t_end=t_end, dt=dt, seed=seed + 1
+    )
+    z = float(np.abs((S_sim - theory) / se).max())
+    n_free = dim * (dim + 1) // 2
+    z_tol = float(stats.norm.isf(0.005 / n_free))  # Bonferroni, 1% family-wise
+    rows = [
+        checks.row(
+            "lemma20",
+            "lyapunov_vs_inv_beta_inv_U",
+            e_lyap,
+            tolerance=tol,
+            passed=e_lyap <= tol,
+            setting=f"d={dim}, beta={beta:g}: F S + S F^T = 2 beta^-1 D vs beta^-1 U^-1",
+        ),
+        checks.row(
+            "lemma20",
+            "simulation_max_z_score",
+            z,
+            tolerance=z_tol,
+            passed=z <= z_tol,
+            setting=f"{particles} exact-transition OU paths to t={t_end:.1f}; "
+            "max over entries of |S_sim - beta^-1 U^-1| / s.e., 1% Bonferroni bound",
+        ),
+    ]
+    return {"cov_sim": S_sim, "cov_se": se, "cov_theory": theory}, rows
+
+
+def example19_lemma20_rows(crit: pd.DataFrame) -> list[dict[str, Any]]:
+    """Lemma 20 at the zeros of ``grad f`` of Example 19 (``D = I``, ``F = -db/dx``): the
+    quadratic potential ``U`` it gives versus the Hessian of ``Phi`` there, or why it fails."""
+    rows = []
+    for c in crit.itertuples():
+        x = np.array([c.x1, c.x2])
+        F = -dw.drift_jacobian(x, c.lam)
+        hess = np.array([[3 * c.x1**2 - 1, 0.0], [0.0, 1.0]])
+        setting = f"zero ({c.x1:.4f}, {c.x2:.4f}) of grad f, {c.kind}, D = I"
+        try:
+            dec = decompose(F, np.eye(2))
+        except DecompositionError:
+            rows.append(
+                checks.row(
+                    "lemma20_example19",
+                    "decomposition_unique",
+                    0.0,
+                    lam=c.lam,
+                    setting=setting + f"; trace F = {np.trace(F):.2e}: not unique",
+                )
+            )
+            continue
+        rows += [
+            checks.row(
+                "lemma20_example19", "decomposition_unique", 1.0, lam=c.lam, setting=setting
+            ),
+            checks.row(
+                "lemma20_example19",
+                "max_abs_U_minus_hessian_phi",
+                np.abs(dec.U - hess).max(),
+                lam=c.lam,
+                setting=setting + "; Lemma 20 U vs Hess Phi there (they differ when j != 0)",
+            ),
+        ]
+    return rows

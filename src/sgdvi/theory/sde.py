@@ -17,15 +17,19 @@ the per-particle time averages (particles are independent). The winding estimato
 angle increments over the window divided by its length) is recorded too; it is unbiased as well
 but much noisier, since the martingale part has variance ``2 E[1/|x|^2]`` per unit time, which is
 infinite in the continuum limit (log divergence at the origin; Spitzer's law).
+
+One run and its rows of ``results/tables/theory.parquet``: :func:`run_sde`, :func:`sde_rows`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import integrate, special
+from scipy import integrate, special, stats
 
+from sgdvi.theory import checks
 from sgdvi.theory import double_well as dw
 from sgdvi.theory.double_well import START, START_STD
 
@@ -241,3 +245,172 @@ def tv_null_quantiles(
     counts = rng.multinomial(n, p, size=draws)
     tv = 0.5 * np.abs(counts / n - p).sum(axis=1)
     return tuple(float(v) for v in np.quantile(tv, q))
+
+
+# ------------------------------------------------ rows of results/tables/theory.parquet
+def run_sde(
+    lam: float,
+    particles: int,
+    dt: float,
+    t_burn: float,
+    t_sample: float,
+    seed: int,
+    *,
+    bins: int,
+    half_width: float,
+    n_paths: int,
+    path_time: float,
+    log=None,
+) -> dict[str, Any]:
+    """Simulate and return everything the rows and plots need (``np.savez``-able)."""
+    r = simulate(
+        lam,
+        particles,
+        dt,
+        t_burn,
+        t_sample,
+        seed,
+        bins=bins,
+        half_width=half_width,
+        n_paths=n_paths,
+        path_time=path_time,
+        log=log,
+    )
+    return {
+        "lam": r.lam,
+        "dt": r.dt,
+        "t_burn": r.t_burn,
+        "t_sample": r.t_sample,
+        "particles": particles,
+        "edges": r.edges,
+        "hist_final": r.hist_final,
+        "hist_pooled": r.hist_pooled,
+        "n_outside_final": r.n_outside_final,
+        "omega_particle": r.omega_particle,
+        "winding_particle": r.winding_particle,
+        "path_t": r.path_t,
+        "paths": r.paths,
+        "path_theta": r.path_theta,
+    }
+
+
+def coarsen(a: np.ndarray) -> np.ndarray:
+    """Sum 2 x 2 blocks of a 2-D array (an odd last row/column joins the previous block)."""
+    for axis in (0, 1):
+        m = a.shape[axis]
+        starts = np.arange(0, m - 1 if m % 2 else m, 2)
+        a = np.add.reduceat(a, starts, axis=axis)
+    return a
+
+
+def chi2_pvalue(
+    counts: np.ndarray, probs: np.ndarray, n: int, min_expected: float = 5.0
+) -> tuple[float, int]:
+    """Pearson chi-square p-value of ``counts`` against ``probs``.
+
+    Cells with expected count below ``min_expected`` and the outside of the box are lumped into
+    one cell; while fewer than 10 cells are left, neighbouring cells are merged 2 x 2 first.
+    """
+    counts, probs = np.asarray(counts, dtype=float), np.asarray(probs, dtype=float)
+    while np.count_nonzero(n * probs >= min_expected) < 10 and min(probs.shape) > 1:
+        counts, probs = coarsen(counts), coarsen(probs)
+    c, e = counts.ravel(), n * probs.ravel()
+    keep = e >= min_expected
+    obs = np.append(c[keep], n - c[keep].sum())
+    exp = np.append(e[keep], n - e[keep].sum())
+    ok = exp > 0
+    dof = int(ok.sum() - 1)
+    if dof < 1:
+        return float("nan"), 0
+    stat = float(np.sum((obs[ok] - exp[ok]) ** 2 / exp[ok]))
+    return float(stats.chi2.sf(stat, dof)), dof
+
+
+def sde_rows(res: dict[str, Any], *, z_tol: float = 4.0) -> list[dict[str, Any]]:
+    """Rows of one SDE run (:func:`run_sde`): the final histogram against the steady state
+    e^{-Phi}/Z (Theorem 5 with Example 19's j), the mean angular velocity against its closed
+    form lambda pi^{3/2}/Z, and the mass outside the histogram box."""
+    lam, n = float(res["lam"]), int(res["particles"])
+    setting = (
+        f"{n} particles, dt={float(res['dt']):g}, burn-in {float(res['t_burn']):g}, "
+        f"window {float(res['t_sample']):g}"
+    )
+    probs = bin_probabilities(res["edges"])
+    return [
+        *_sde_histogram_rows(res, probs, lam, n, setting),
+        *_sde_circulation_rows(res, lam, setting, z_tol),
+        checks.row(
+            "sde",
+            "fraction_outside_histogram_box",
+            int(res["n_outside_final"]) / n,
+            lam=lam,
+            reference=1.0 - probs.sum(),
+            setting=setting,
+        ),
+    ]
+
+
+def _sde_histogram_rows(
+    res: dict[str, Any], probs: np.ndarray, lam: float, n: int, setting: str
+) -> list[dict[str, Any]]:
+    """TV distance and chi-square p-value of the final histogram against e^{-Phi}/Z."""
+    tv = total_variation(res["hist_final"], probs, n)
+    med, q99 = tv_null_quantiles(probs, n)
+    pval, dof = chi2_pvalue(res["hist_final"], probs, n)
+    return [
+        checks.row(
+            "sde",
+            "tv_final_histogram",
+            tv,
+            lam=lam,
+            reference=med,
+            tolerance=q99,
+            passed=tv <= q99,
+            setting=setting + f"; {len(res['edges']) - 1}^2 bins; reference = median and "
+            "tolerance = 99% quantile of TV for exact samples",
+        ),
+        checks.row(
+            "sde",
+            "chi2_pvalue_final_histogram",
+            pval,
+            lam=lam,
+            tolerance=1e-3,
+            passed=None if np.isnan(pval) else pval > 1e-3,
+            setting=setting + f"; {dof} degrees of freedom",
+        ),
+    ]
+
+
+def _sde_circulation_rows(
+    res: dict[str, Any], lam: float, setting: str, z_tol: float
+) -> list[dict[str, Any]]:
+    """Mean angular velocity (from the drift and from the winding angle) vs lambda pi^{3/2}/Z."""
+    cf = dw.angular_velocity_closed_form(lam)
+    out = []
+    for quantity, values, how in (
+        (
+            "mean_angular_velocity_drift",
+            res["omega_particle"],
+            "time average of (x1 b2 - x2 b1)/|x|^2",
+        ),
+        (
+            "mean_angular_velocity_winding",
+            res["winding_particle"],
+            "unwrapped angle change / window",
+        ),
+    ):
+        mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+        out.append(
+            checks.row(
+                "sde",
+                quantity,
+                mean,
+                lam=lam,
+                reference=cf,
+                se=se,
+                tolerance=z_tol * se,
+                passed=abs(mean - cf) <= z_tol * se,
+                setting=setting + f"; {how}, tolerance 4 s.e.",
+            )
+        )
+    return out

@@ -8,9 +8,12 @@ scaling (Remark 11) keeps ``eta / b`` and hence ``beta^{-1}`` constant.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sgdvi.theory import checks
 
 
 def inverse_temperature_with_replacement(eta: float | np.ndarray, b: float | np.ndarray):
@@ -52,3 +55,20 @@ def temperature_table(N: Iterable[int], eta: Iterable[float], b: Iterable[int]) 
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def temperature_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of ``results/tables/theory.parquet`` (check ``remarks``) for each row of
+    :func:`temperature_table`: both temperatures, ``1 - b/N`` and ``eta / b``."""
+    rows = []
+    for r in table.itertuples():
+        setting = f"N={r.N}, eta={r.eta:g}, b={r.b}"
+        rows += [
+            checks.row("remarks", "inv_beta_with_replacement", r.inv_beta_with, setting=setting),
+            checks.row(
+                "remarks", "inv_beta_without_replacement", r.inv_beta_without, setting=setting
+            ),
+            checks.row("remarks", "factor_1_minus_b_over_N", r.factor, setting=setting),
+            checks.row("remarks", "eta_over_b", r.eta_over_b, setting=setting),
+        ]
+    return rows
