@@ -10,9 +10,11 @@ one's own the same question needs two cautions, both made explicit in the column
   themselves are degenerate;
 - a rank counts every eigenvalue above the numerical threshold, however small; the
   *effective* ranks say how many directions carry the diffusion: the participation ratio
-  ``(sum lambda)^2 / sum lambda^2`` and the entropy rank ``exp(-sum p log p)``,
-  ``p = lambda / sum lambda`` (Roy & Vetterli 2007), over the eigenvalues above the threshold,
-  and ``k90``, the fewest leading eigenvalues holding 90 % of the trace.
+  ``(sum lambda)^2 / sum lambda^2 = tr(D)^2 / tr(D^2)`` and the entropy rank
+  ``exp(-sum p log p)``, ``p = lambda / sum lambda`` (Roy & Vetterli 2007), and ``k90``, the
+  fewest leading eigenvalues holding 90 % of the trace; over every positive eigenvalue when
+  the spectrum is complete (Gram and dense solvers), else over those above the threshold
+  (the fast solver stores no others; ``complete`` says which).
 
 Rows: one per snapshot, with the test error at that epoch (the experiment's metrics), the
 leading eigenvalues, and the probability-current verdict (Lemma 7, Remark 17: ``j != 0`` in
@@ -63,7 +65,8 @@ def spectrum_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "rank_pct_of_d": 100.0 * rank / d,
         "max_rank": min(d, n - 1),
         "rank_pct_of_max": 100.0 * rank / max(1, min(d, n - 1)),
-        **effective_ranks(lam, float(record["threshold"])),
+        "complete": bool(record.get("complete", False)),
+        **effective_ranks(lam, 0.0 if record.get("complete") else float(record["threshold"])),
         "lambda_max": float(record["lambda_max"]),
         "trace": float(record["trace"]),
         "grad_norm": float(record["grad_norm"]),
