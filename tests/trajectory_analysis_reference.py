@@ -21,7 +21,6 @@ zero gradient under train-mode BN and never do):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +29,13 @@ from scipy import fft as sfft
 from sgdvi.trajectory import nulls, spectra
 
 
-@dataclass
-class _Moments:
-    """Running sum and sum of squares over weights (columns) of a curve."""
-
-    s1: np.ndarray | None = None
-    s2: np.ndarray | None = None
-    count: int = 0
-
-    def add(self, values: np.ndarray) -> None:
-        v = np.nan_to_num(np.asarray(values, dtype=np.float64))
-        if self.s1 is None:
-            self.s1, self.s2 = np.zeros(v.shape[0]), np.zeros(v.shape[0])
-        self.s1 += v.sum(axis=1)
-        self.s2 += (v * v).sum(axis=1)
-        self.count += v.shape[1]
-
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.s1 / self.count
-        var = np.maximum(self.s2 / self.count - mean**2, 0.0)
-        return mean, np.sqrt(var)
+def _mean_std(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) standard deviation over weights of a curve, from the stacked
+    per-weight curves (``rows``: blocks of shape (weights, points)) by plain numpy: written
+    apart from the analysis's running sums, so it checks them. A NaN point counts as 0, the
+    analysis's convention."""
+    stacked = np.nan_to_num(np.concatenate(rows, axis=0).astype(np.float64))
+    return stacked.mean(axis=0), stacked.std(axis=0)
 
 
 def _blocks(columns: np.ndarray, n: int, block_mb: float) -> list[np.ndarray]:
@@ -110,8 +96,8 @@ def analyse_trajectory(
         raise ValueError(f"no weight moves in {weights_path}: nothing to analyse")
     a_ou = nulls.fit_isotropic_ou(ss_delta[active], ss_centred[active])
 
-    curves = {
-        k: _Moments() for k in ("fft", "fft_perm", "fft_ou", "ac", "ac_ou", "ac_walk", "ac_shuffle")
+    curves: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("fft", "fft_perm", "fft_ou", "ac", "ac_ou", "ac_walk", "ac_shuffle")
     }
     k_act = active.size
     low_power = np.zeros(k_act)  # sum over low frequencies of |F|^2, per weight
@@ -138,30 +124,30 @@ def analyse_trajectory(
         xf = x[:, n - 1 - m_fft :]  # the last m_fft + 1 epochs: m_fft increments
         delta = np.diff(xf, axis=1)
         _, amp = spectra.increment_spectrum(xf, workers, axis=1)
-        curves["fft"].add(amp.T)
+        curves["fft"].append(amp)
         low_power[sl], low_expected[sl] = low_sums(amp, delta)
         ac = spectra.autocorrelation(x, lags, workers, axis=1)
-        curves["ac"].add(ac.T)
+        curves["ac"].append(ac)
         frac[sl] = spectra.fraction_outside(ac, band, axis=1)
 
         walk = nulls.permuted_increments(x, rng, axis=1)
         _, amp_p = spectra.increment_spectrum(walk[:, n - 1 - m_fft :], workers, axis=1)
-        curves["fft_perm"].add(amp_p.T)
+        curves["fft_perm"].append(amp_p)
         ac_w = spectra.autocorrelation(walk, lags, workers, axis=1)
-        curves["ac_walk"].add(ac_w.T)
+        curves["ac_walk"].append(ac_w)
         frac_walk[sl] = spectra.fraction_outside(ac_w, band, axis=1)
 
         ac_s = spectra.autocorrelation(nulls.permute_columns(x, rng, axis=1), lags, workers, axis=1)
-        curves["ac_shuffle"].add(ac_s.T)
+        curves["ac_shuffle"].append(ac_s)
         frac_shuffle[sl] = spectra.fraction_outside(ac_s, band, axis=1)
 
         ou = nulls.ornstein_uhlenbeck(n, a_ou, mean[cols], std[cols], rng, axis=1)
         ou_f = ou[:, n - 1 - m_fft :]
         _, amp_ou = spectra.increment_spectrum(ou_f, workers, axis=1)
-        curves["fft_ou"].add(amp_ou.T)
+        curves["fft_ou"].append(amp_ou)
         low_power_ou[sl], low_expected_ou[sl] = low_sums(amp_ou, np.diff(ou_f, axis=1))
         ac_ou = spectra.autocorrelation(ou, lags, workers, axis=1)
-        curves["ac_ou"].add(ac_ou.T)
+        curves["ac_ou"].append(ac_ou)
         frac_ou[sl] = spectra.fraction_outside(ac_ou, band, axis=1)
         del walk, ou, ou_f, amp_p, amp_ou
         # float32 copies for the surrogates: half the FFT time, ample precision for the tests
@@ -215,6 +201,6 @@ def analyse_trajectory(
         "per_weight_low_freq_ratio": low_power / low_expected,
         "per_weight_ac_frac_outside": frac,
     }
-    for key, mom in curves.items():
-        out[f"{key}_mean"], out[f"{key}_std"] = mom.mean_std()
+    for key, rows in curves.items():
+        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(rows)
     return out
