@@ -9,7 +9,8 @@ import sgdvi.config as sgdvi_config
 # dependencies but not this package: they import the same sgdvi as this Snakemake process,
 # from its source folder when it is one (a clone or an editable install; also when this
 # workflow is used as a module, where workflow.basedir is the user's directory). A
-# site-packages install is importable anyway and is left out of PYTHONPATH.
+# site-packages install is left out of PYTHONPATH: it serves jobs without --sdm conda only
+# (with conda, install sgdvi editable: `pip install -e <clone>`).
 _SGDVI_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sgdvi_config.__file__)))
 _SGDVI_PARENT = os.path.dirname(_SGDVI_PARENT)  # sgdvi/config/__init__.py -> src
 SGDVI_SRC = _SGDVI_PARENT if os.path.basename(_SGDVI_PARENT) == "src" else None
