@@ -9,10 +9,10 @@ Cases (each in a fresh subprocess, so its peak memory is its own):
   both ranks (the issue asks >= 30x, same rank).
 - ``fc-subset``: the same comparison for small-fc (d = 3,978) on 2,000 examples of 7x7 MNIST.
 - ``lenet``: the pipeline on a full small-lenet snapshot (N = 60,000, d = 13,338); target
-  <= 60 s on the 2-core development machine (issue 12). Old (``--baseline``) vs new.
+  <= 60 s on the 2-core development machine. Old (``--baseline``) vs new.
 - ``fc``: a full small-fc snapshot (N = 60,000, the dense path: float64 D by dsyrk +
   eigensolver); target <= 20 s. Old (``--baseline``) vs new.
-- ``fc-fast``: that snapshot with block Lanczos (``fast``, the path before issue 12) vs
+- ``fc-fast``: that snapshot with block Lanczos (``fast``, the path before the speed-up) vs
   ``auto`` (dense).
 
 Every case runs ``--repeats`` times (fresh processes; old and new alternate) and prints min
@@ -45,7 +45,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("subset", "fc-subset", "lenet", "fc", "fc-fast", "allcnn")
-#: the diffusion package before issue 12 goal 5 (residual-augmented refinement, fused
+#: the diffusion package before the dense-path speed-up (residual-augmented refinement, fused
 #: centring, MKL eigensolver): the "old" side of the lenet and fc cases
 BASELINE = "a62a316"
 

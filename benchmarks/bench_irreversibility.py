@@ -1,11 +1,11 @@
 """Speed and memory of the per-seed probability-current analysis (rule irreversibility_current;
-Section IV-B of Chaudhari & Soatto 2018, issue 13 item 3), old and new side by side.
+Section IV-B of Chaudhari & Soatto 2018), old and new side by side.
 
 Cases (each repeat in a fresh subprocess with one BLAS thread, as the rule runs, so its peak
 memory is its own):
 
 - ``old``: :func:`sgdvi.irreversibility.reference.analyse_current`, the implementation before
-  issue 12 (float64 copies of the whole trajectory, gathered surrogate halves, lstsq per
+  the speed-up (float64 copies of the whole trajectory, gathered surrogate halves, lstsq per
   bootstrap resample).
 - ``new``: :func:`sgdvi.irreversibility.sgd.analyse_current` (streaming detrend, sparse block
   sums, float32 implicit-position PCA, batched projections, bootstrap from block moments).

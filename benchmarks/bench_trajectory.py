@@ -14,7 +14,7 @@ other processes hits every side alike; each figure is the min and the median ove
 2. ``--alternatives``: the fast kernels compiled without ``fastmath``, with libm's ``exp``
    instead of the polynomial, and with ``math.ldexp`` instead of the bit-cast ``2**n``
    intrinsic; each against the shipped kernels (epoch + full pass). With ``--previous``
-   instead: the kernels before issue 12 (no prefetch of the next batch's rows, the gradient
+   instead: the kernels before the speed-up (no prefetch of the next batch's rows, the gradient
    product transposed around BLAS), each change alone and both; ``--train-only`` times the
    training epoch without the full pass.
 3. ``--seeds k``: k seeds trained as one batched job (one 2-thread pool running every seed's
@@ -166,7 +166,7 @@ def bench_plain_vs_fast(args, x, y) -> None:
     print(f"{'speed-up (plain / fast)':72s} {'min':>7s} {'median':>7s}")
     _print_ratio("(1) training epoch vs training epoch", t["ref_train"], t["fast_train"])
     _print_ratio("(2) epoch + full pass vs epoch + full pass", ref_both, fast_both)
-    _print_ratio("(3) plain training epoch vs fast epoch + full pass (issue: >= 20x)",
+    _print_ratio("(3) plain training epoch vs fast epoch + full pass (target: >= 20x)",
                  t["ref_train"], fast_both)  # fmt: skip
     _print_ratio("(4) plain training epoch vs fast epoch + full pass overlapped",
                  t["ref_train"], t["overlap"])  # fmt: skip
@@ -210,11 +210,11 @@ def _exp_libm(t, k):  # pragma: no cover - compiled
 
 
 def _no_prefetch_rows(x, rows):  # pragma: no cover - compiled
-    """The kernels before issue 12: no prefetch of the next batch's rows."""
+    """The kernels before the speed-up: no prefetch of the next batch's rows."""
 
 
 def _first_layer_grad_transposed(dz, xb, wt, zt, gw1):  # pragma: no cover - compiled
-    """The kernels before issue 12: ``gw1 = (xb^T dz^T)^T``, transposing around BLAS."""
+    """The kernels before the speed-up: ``gw1 = (xb^T dz^T)^T``, transposing around BLAS."""
     m = xb.shape[0]
     for j in range(16):
         dj = dz[j]
@@ -237,7 +237,7 @@ def make_kernels(
     """(epoch kernel, full-pass kernel) recompiled from the shipped Python source with other
     options: ``fastmath``; ``exp`` "poly" (shipped) or "libm"; ``pow2`` "bits" (shipped, the
     LLVM intrinsic) or "ldexp"; ``prefetch`` of the next batch's rows (shipped) or none;
-    ``grad`` "direct" (shipped: ``dz xb`` in one BLAS call) or "transposed" (before issue 12).
+    ``grad`` "direct" (shipped: ``dz xb`` in one BLAS call) or "transposed" (before the speed-up).
     Not cached (compiled in this process)."""
     import numba
 
@@ -266,7 +266,7 @@ def bench_alternatives(args, x, y) -> None:
     from sgdvi.trajectory.state import initial_state
 
     n = len(y)
-    if args.previous:  # issue 12: the training epoch before and after, side by side
+    if args.previous:  # the training epoch before and after the speed-up, side by side
         variants = {
             "shipped (prefetch, gradient product direct)": None,
             "no prefetch of the next batch": {"prefetch": False},
@@ -384,7 +384,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100_000, help="epochs of the projection")
     ap.add_argument("--alternatives", action="store_true", help="time the kernel options")
     ap.add_argument("--previous", action="store_true",
-                    help="with --alternatives: the kernels before issue 12 instead")  # fmt: skip
+                    help="with --alternatives: the kernels before the speed-up")  # fmt: skip
     ap.add_argument("--train-only", action="store_true",
                     help="with --alternatives: time the training epoch alone")  # fmt: skip
     ap.add_argument("--seeds", type=int, default=0, help="time k seeds batched vs solo")

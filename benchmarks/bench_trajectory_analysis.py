@@ -3,7 +3,7 @@
 A synthetic random walk of the paper's shape (99,000 stored epochs x 917 weights, float32,
 363 MB) is written to a temporary folder; the fast analysis (``sgdvi.trajectory.analysis``)
 runs on it ``--repeats`` times and the brute-force reference (``tests/
-trajectory_analysis_reference.py``, the implementation before issue 12) on the same array, or,
+trajectory_analysis_reference.py``, the slow original) on the same array, or,
 with ``--old-weights k``, on its first k weights with the time extrapolated linearly to d (its
 cost is a loop over weight blocks; the output says so). Both with ``--workers`` FFT threads.
 

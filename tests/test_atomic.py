@@ -1,5 +1,5 @@
 """sgdvi.infra.atomic and its users: a failed write (full disk, interrupt) leaves no debris and the
-previous file intact (issue 10, case 2)."""
+previous file intact (a full disk must not corrupt results)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The comparison with the paper (issue 9): table logic on handmade inputs, and the DAG.
+"""The comparison with the paper: table logic on handmade inputs, and the DAG.
 
 The tables are checked against numbers written here by hand (not recomputed with the module's
 own helpers); the dry runs check that the authors' setting, its cause variants, fig1b-authors

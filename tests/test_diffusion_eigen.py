@@ -173,7 +173,7 @@ def test_fast_reports_not_converged():
     g, _ = gradients_with_spectrum(600, 400, np.logspace(0, -4, 200))
     with pytest.raises(NotConverged) as info:
         fast_spectrum(GradientOperator(g, 1 / 600), block_size=16, max_dim=64)
-    # the message names the config keys that exist (issue 10, item 11)
+    # the message names the config keys that exist (so the fix can be typed as written)
     message = str(info.value)
     assert "diffusion.lanczos.max_dim" in message and "diffusion.solver: dense" in message
     assert "max_krylov_dim" not in message

@@ -1,4 +1,4 @@
-"""D(x) hardening (issue 10, items 2, 8, 9): certified ranks, memory of the dense fallback,
+"""D(x) hardening (failures must be loud and cheap): certified ranks, memory of the dense fallback,
 no debris on a full disk; the fast path against the dense one on a trained small-fc."""
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def _trained_small_fc(n: int = 2000, epochs: int = 2):
 
 @pytest.mark.slow
 def test_fast_equals_dense_and_the_rank_is_certified_on_a_trained_small_fc():
-    """d = 3,978 (issue 10, item 8): same rank, eigenvalues above the threshold to 1e-6, and
-    the Gram matrix's inertia (N = 2,000 < d) certifies the count. About 25 s on 2 idle
-    cores (two d = 3,978 eigensolvers), longer under load: marked slow."""
+    """d = 3,978 (the fast path must give the dense rank): same rank, eigenvalues above the
+    threshold to 1e-6, and the Gram matrix's inertia (N = 2,000 < d) certifies the count. About
+    25 s on 2 idle cores (two d = 3,978 eigensolvers), longer under load: marked slow."""
     torch.set_num_threads(2)
     model, x, y = _trained_small_fc()
     g = gradient_matrix(model, x, y, 500)
@@ -113,8 +113,8 @@ def test_rank_check_catches_a_missed_eigenvalue():
 
 
 def test_dense_fallback_frees_the_gradients_before_forming_d(monkeypatch):
-    """Issue 10, item 9: when Lanczos gives up, the N x d gradients are released before the
-    d x d D is allocated, so the peak is the larger of the two, not their sum; the
+    """Peak memory of the fallback: when Lanczos gives up, the N x d gradients are released
+    before the d x d D is allocated, so the peak is the larger of the two, not their sum; the
     recomputed gradients see the same augmentation draws."""
     refs: list[weakref.ref] = []
     alive_at_d: list[bool] = []
@@ -163,7 +163,7 @@ def test_memory_estimate_counts_gradients_or_d_not_both():
 
 
 def test_small_fc_takes_the_dense_path_by_default():
-    """Issue 12, goal 5: for d = 3,978 the dense path (float64 D by dsyrk + eigh) beats block
+    """Speed: for d = 3,978 the dense path (float64 D by dsyrk + eigh) beats block
     Lanczos, whose float64 refinement of ~700 vectors costs more than forming D."""
     from conftest import workflow_config  # the config the rules see (schema defaults filled)
 
@@ -173,8 +173,8 @@ def test_small_fc_takes_the_dense_path_by_default():
 
 
 def test_save_result_leaves_no_debris_on_a_full_disk(tmp_path, monkeypatch):
-    """Issue 10, item 2: ENOSPC while writing the npz leaves neither the target nor a
-    temporary file."""
+    """A full disk must not leave debris: ENOSPC while writing the npz leaves neither the
+    target nor a temporary file."""
     sp = dense_spectrum(np.diag([3.0, 1.0, 0.0]).astype(np.float64))
     times = {"seconds": 1.0, "seconds_gradients": 0.5, "seconds_eigen": 0.5}
     result = compute.DiffusionResult(sp, n=10, d=3, formula="A1", trace=4.0, grad_norm=0.1, **times)

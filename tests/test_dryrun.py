@@ -176,7 +176,7 @@ def built_tiny(tmp_path_factory) -> Path:
         ({"diffusion": {"formula": "A2"}}, {"diffusion_spectrum", "diffusion_figure"}),
         ({"diffusion": {"eps": "float64"}}, {"diffusion_spectrum", "diffusion_figure"}),
         # settings that change no result (speed, memory, the table): no spectrum reruns
-        # (issue 10, item 10)
+        # (a rerun must not redo hours of work for a knob that changes nothing)
         ({"diffusion": {"chunk_size": 37, "threads": 1, "remark13_top": 3}}, set()),
     ],
 )  # fmt: skip

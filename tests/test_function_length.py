@@ -1,4 +1,4 @@
-"""No function in src/ over ~60 lines without a reason written above it (issue 11).
+"""No function in src/ over ~60 lines without a reason written above it (readable units).
 
 A long function passes when the line right above its ``def`` (or above its first decorator) is a
 comment that says why it is long, e.g. ``# long: one numba kernel; splitting it costs a call

@@ -1,5 +1,5 @@
-"""Issue 13: the area-enclosing rate estimator, its null models, Lemma 20 on data, and the SGD
-pipeline (sgdvi.irreversibility)."""
+"""The probability-current test: the area-enclosing rate estimator, its null models, Lemma 20
+on data, and the SGD pipeline (sgdvi.irreversibility)."""
 
 from __future__ import annotations
 

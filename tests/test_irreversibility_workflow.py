@@ -1,6 +1,6 @@
-"""Issue 13 through the workflow: the tiny profile builds the validation rows, one
-current.{npz,parquet} per trajectory seed and the figure (read from the session's shared tiny
-build, ``tiny_built``: the default targets include the irreversibility figure and
+"""The probability-current test through the workflow: the tiny profile builds the validation
+rows, one current.{npz,parquet} per trajectory seed and the figure (read from the session's
+shared tiny build, ``tiny_built``: the default targets include the irreversibility figure and
 trajectory.parquet)."""
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ def test_handlers_removed_and_level_restored_on_exit(tmp_path):
 
 
 def test_attempts_survive_snakemake_deleting_the_log(tmp_path):
-    """Issue 10, case 5: Snakemake deletes the log before a rerun; every attempt is kept, each
-    after a header with its number, time and where it resumed from."""
+    """An interrupted run's record must survive: Snakemake deletes the log before a rerun;
+    every attempt is kept, each after a header with its number, time and where it resumed from."""
     path = tmp_path / "logs" / "train" / "exp.log"
     path.parent.mkdir(parents=True)
     with pytest.raises(RuntimeError):

@@ -231,8 +231,9 @@ def no_files_but(directory: Path, *allowed: str) -> list[str]:
 @pytest.mark.parametrize("model", ["small-fc", "small-lenet"])
 @pytest.mark.parametrize("factor", [100.0, None])
 def test_divergence_stops_with_experiment_and_epoch_and_no_snapshot(tmp_path, model, factor):
-    """Issue 10, case 1: lr 1e6. With the default bound the loss bound fires in epoch 1; without
-    it, a non-finite loss or weight does. Either way: no snapshot, no metrics, no debris."""
+    """Divergence must fail loudly: lr 1e6. With the default bound the loss bound fires in
+    epoch 1; without it, a non-finite loss or weight does. Either way: no snapshot, no
+    metrics, no debris."""
     data = make_data(tmp_path, model, n_train=64, n_test=20)
     s = make_settings(model, lr_schedule=[[0, 1e6]], epochs=5, snapshots=[0.2, 1.0])
     paths = make_paths(tmp_path / "run")

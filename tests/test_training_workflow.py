@@ -57,7 +57,8 @@ def test_train_rule_writes_snapshots_metrics_log_and_benchmark(tiny_workdir):
     proc = run_snakemake(tiny_workdir, "--dry-run", *args)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
-    # issue 10, case 6: a truncated snapshot names the fix, and the fix reruns only its rule
+    # a damaged input must say how to fix it: a truncated snapshot names the fix, and the fix
+    # reruns only its rule
     snap = tiny_workdir / targets[2]
     snap.write_bytes(snap.read_bytes()[:100])
     with pytest.raises(RuntimeError) as exc:
@@ -96,8 +97,8 @@ TRAIN_ONLY = ["--cores", "1", "--allowed-rules", "train", "--", "results/fc-mnis
 
 
 def test_second_trainer_refuses_naming_the_pid(tiny_workdir):
-    """Issue 10, case 3: a trainer still holding the checkpoint (here: a process holding its
-    lock) makes a new train job fail at once, naming the holder's PID."""
+    """No two writers of one checkpoint: a trainer still holding the checkpoint (here: a
+    process holding its lock) makes a new train job fail at once, naming the holder's PID."""
     prepared_mnist7(tiny_workdir)
     ckpt = tiny_workdir / "results/fc-mnist7/checkpoint.pt"
     ckpt.parent.mkdir(parents=True)
@@ -130,9 +131,9 @@ def test_second_trainer_refuses_naming_the_pid(tiny_workdir):
 
 @pytest.mark.slow
 def test_killing_snakemake_stops_the_trainer_and_the_rerun_resumes(tiny_workdir):
-    """Issue 10, cases 3 and 5: kill -9 of Snakemake mid-training. The trainer notices (its
-    grandparent is gone), saves a checkpoint and exits, releasing its lock; after
-    `--unlock` the rerun resumes, and the log keeps both attempts with headers."""
+    """No orphaned trainer, and the record survives: kill -9 of Snakemake mid-training. The
+    trainer notices (its grandparent is gone), saves a checkpoint and exits, releasing its
+    lock; after `--unlock` the rerun resumes, and the log keeps both attempts with headers."""
     prepared_mnist7(tiny_workdir)
     configfile = long_config(tiny_workdir, epochs=150)
     log = tiny_workdir / "logs/train/fc-mnist7.log"

@@ -134,7 +134,7 @@ def test_analysis_detects_low_frequency_modes_and_accepts_white_increments(tmp_p
     assert mean_reverting["ou_coefficient"] == pytest.approx(0.95, abs=0.02)
 
 
-# --- the fast analysis against the brute-force reference (issue 12) ------------------------
+# --- the fast analysis against the brute-force reference ------------------------------------
 
 
 def test_affine_permutation_permutes_the_dft_bins():

@@ -103,8 +103,9 @@ def test_divergence_after_a_good_chunk_keeps_the_good_chunk(tmp_path):
 @pytest.mark.slow
 def test_metrics_are_bit_identical_between_processes(tmp_path):
     """Two uninterrupted runs in fresh processes, the first compiling the kernels into an
-    empty numba cache and the second loading them from it (issue 10, item 12: the loss
-    columns used to differ by ~1e-17 between such runs): the same metrics.parquet bytes."""
+    empty numba cache and the second loading them from it (metrics must not depend on the
+    cache: the loss columns used to differ by ~1e-17 between such runs): the same
+    metrics.parquet bytes."""
     script = textwrap.dedent(
         f"""
         import sys

@@ -1,4 +1,5 @@
-"""Trajectory variants (issue 9): the authors' Fig. 3 run beside the stated one, in the DAG."""
+"""Trajectory variants (to compare with the paper): the authors' Fig. 3 run beside the stated
+one, in the DAG."""
 
 from __future__ import annotations
 

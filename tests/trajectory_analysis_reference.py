@@ -1,4 +1,4 @@
-"""Reference (brute-force) trajectory analysis as before issue 12, kept for tests only.
+"""Reference (brute-force) trajectory analysis, the slow original, kept for tests only.
 
 Reads ``weights.npy`` (n, d) memory-mapped, a block of weights (columns) at a time, so that
 memory stays near ``block_mb`` times a small factor whatever the trajectory length.

@@ -1,4 +1,5 @@
-"""Every MNIST number the paper prints or claims, next to ours in both settings (issue 9).
+"""Every MNIST number the paper prints or claims, next to ours in both settings
+(does the paper reproduce?).
 
 Two tables, built from the workflow's own tables (no recomputation):
 

@@ -1,4 +1,4 @@
-# Stage: comparison with the paper (issue 9). Every MNIST number the paper prints or claims
+# Stage: comparison with the paper (does it reproduce?). Every MNIST number the paper prints or claims
 # (Figs. 1a, 1b, Remark 16, Fig. 3 / Remarks 17-18) next to ours under the paper's stated
 # setting and under the authors' setting, and Fig. 1b's candidate causes one at a time:
 # results/tables/paper_comparison.{parquet,csv} and results/tables/fig1b_variants.{parquet,csv}.

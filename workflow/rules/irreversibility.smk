@@ -1,4 +1,4 @@
-# Stage: probability current (issue 13; Section III, eq. (8), Lemma 7, Remark 17, Lemma 20).
+# Stage: probability current (beyond the paper; Section III, eq. (8), Lemma 7, Remark 17, Lemma 20).
 # The area-enclosing rate L = (1/2) <x dx^T - dx x^T> / dt is zero for every process in
 # detailed balance. Validation rows (OU, Example 19's double well, a permuted-increment random
 # walk, the same-sample PCA artefact) go to results/theory/irreversibility.parquet (an input of
@@ -62,7 +62,7 @@ rule irreversibility_figure:
             "results/figures/irreversibility.png",
             caption="../report/irreversibility.rst",
             category="Probability current",
-            subcategory="Area-enclosing rate (issue 13)",
+            subcategory="Area-enclosing rate",
         ),
     log:
         "logs/irreversibility/figure.log",

@@ -2,7 +2,7 @@
 
 The trainer dies with its Snakemake job (PDEATHSIG, and a watch on its parent and grandparent:
 Snakemake starts this script through bash) and holds a lock on the experiment's checkpoint,
-so a second trainer of the same experiment refuses to start (issue 10, case 3).
+so a second trainer of the same experiment refuses to start (no two writers of one checkpoint).
 """
 
 import signal

@@ -34,7 +34,8 @@ with rule_log(snakemake.log[0], "trajectory_table") as log:
         tables.append(part)
         start = stop
     table = pd.concat(tables, ignore_index=True)
-    # probability current (issue 13): verdict, level, drift, strongest pair per projection
+    # probability current (Remark 17 tested directly): verdict, level, drift, strongest pair
+    # per projection
     current = trajectory_rows([read_table(p) for p in inputs.currents])
     table = table.merge(current, on=["variant", "seed"], how="left")
     atomic_write(snakemake.output[0], table.to_parquet, index=False)

@@ -4,7 +4,7 @@ Resumes from the chunks of a killed run in results/trajectory/{variant}/seed{see
 stops with an error naming variant, seed and epoch if the run diverges. Holds a lock on the
 seed's chunks (a second runner of the same seed refuses, naming the holder's PID) and stops
 when its Snakemake job is gone (PDEATHSIG and a watch on the ancestors up to Snakemake, as the
-trainer does; issue 10, case 3): sgdvi.trajectory.runner.run_guard.
+trainer does, so no orphan writes the same chunks): sgdvi.trajectory.runner.run_guard.
 """
 
 import os

@@ -52,7 +52,7 @@ def save_prepared(path: str | Path, **arrays: np.ndarray) -> None:
     arrays["x_test"] = np.ascontiguousarray(arrays["x_test"], dtype=np.float32)
     arrays["y_train"] = np.asarray(arrays["y_train"], dtype=np.int64)
     arrays["y_test"] = np.asarray(arrays["y_test"], dtype=np.int64)
-    from sgdvi.infra.atomic import atomic_path  # temp file removed on any failure (issue 10)
+    from sgdvi.infra.atomic import atomic_path  # no half-written dataset, on any failure
 
     with atomic_path(path) as tmp:  # tmp ends in .npz: numpy adds no suffix
         np.savez(tmp, **arrays)

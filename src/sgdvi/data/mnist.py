@@ -234,7 +234,7 @@ def fetch_mnist(
             LOCAL_HINT,
         )
         for name, path in files.items():
-            with atomic_path(targets[name]) as part:  # removed on any failure (issue 10)
+            with atomic_path(targets[name]) as part:  # no half-written file, on any failure
                 shutil.copyfile(path, part)
     for name, path in targets.items():
         log.info("MNIST: %s sha256 %s", path, sha256[name])

@@ -149,7 +149,7 @@ def _fast_run(model, x, y, formula, eps, chunk_size, transform, generator, progr
 
     On :class:`NotConverged` or :class:`RankCheckFailed` the gradients are released before
     the exception leaves (no traceback keeps them), so a dense fallback does not hold both
-    the ``N x d`` gradients and the ``d x d`` D (issue 10, item 9).
+    the ``N x d`` gradients and the ``d x d`` D (peak memory: the larger, not the sum).
     """
     g, scale, trace, grad_norm, (t0, t1, t2) = _centred_gradients(
         model, x, y, formula, chunk_size, transform, generator, progress
@@ -285,7 +285,7 @@ _SCALARS = (
 )
 
 
-#: fields added later (issue 10/12): saved always, optional when reading older files
+#: fields added later (rank certificate, timing): saved always, optional when reading older files
 _OPTIONAL = ("rank_check", "rank_check_count", "seconds_moment")
 
 

@@ -9,7 +9,7 @@ The paths of :func:`sgdvi.diffusion.compute.diffusion_spectrum` hold at their pe
   (``2 x 8 d max_dim``) and the refinement block (``3 x 8 d k``, k <= max_dim);
 - ``gram`` (N < d): the float32 gradients and the float64 N x N Gram matrix;
 - ``fast`` falling back to dense (``auto`` only): the gradients are freed first (tested), so
-  the peak is the larger of the two, not their sum (issue 10, item 9).
+  the peak is the larger of the two, not their sum (what the memory estimate relies on).
 
 Plus the inputs (``4 N x input size``) and a fixed base for the interpreter, torch and the
 model. :func:`spectrum_job_mb` applies this to one job of the workflow, with N the training

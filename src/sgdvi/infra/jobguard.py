@@ -1,8 +1,8 @@
 """Keep one long-running job (trainer, trajectory runner) per checkpoint, and none orphaned.
 
-Two faults this module prevents (issue 10, case 3): after ``kill -9`` of Snakemake its
-``train.py`` child kept running, and the rerun (after ``--unlock``) trained alongside it on the
-same checkpoint file.
+Two faults this module prevents (an orphaned job, two jobs on one checkpoint): after
+``kill -9`` of Snakemake its ``train.py`` child kept running, and the rerun (after
+``--unlock``) trained alongside it on the same checkpoint file.
 
 - :func:`checkpoint_lock` holds an exclusive :func:`fcntl.flock` on ``<checkpoint>.lock`` for
   the whole run; a second job on the same checkpoint refuses at once with

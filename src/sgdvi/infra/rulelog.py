@@ -8,12 +8,13 @@ that Snakemake marks the job as failed::
     with rule_log(snakemake.log[0], "diffusion_table") as log:
         log.info("...")
 
-Attempts (issue 10, case 5). Snakemake deletes a job's log file before it runs the job again,
-so the record of an interrupted run would be lost. :func:`rule_log` therefore keeps every
-attempt: the log is a hard link to a history file ``.<log name>.history`` beside it, which
-Snakemake does not know about and does not delete; each attempt starts with a header line
-(:func:`attempt_header`: attempt number, UTC time, PID and host, and where it resumed from).
-Where hard links are not possible the history is copied into the new log and written to both.
+Attempts (an interrupted run's record must survive the rerun). Snakemake deletes a job's log
+file before it runs the job again, so the record of an interrupted run would be lost.
+:func:`rule_log` therefore keeps every attempt: the log is a hard link to a history file
+``.<log name>.history`` beside it, which Snakemake does not know about and does not delete;
+each attempt starts with a header line (:func:`attempt_header`: attempt number, UTC time, PID
+and host, and where it resumed from). Where hard links are not possible the history is copied
+into the new log and written to both.
 """
 
 import logging

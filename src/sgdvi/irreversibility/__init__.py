@@ -1,4 +1,5 @@
-"""Probability current of a sampled trajectory: is detailed balance broken? (issue 13).
+"""Probability current of a sampled trajectory: is detailed balance broken?
+(Remark 17's limit cycles, tested directly).
 
 Section III of Chaudhari & Soatto (2018) splits the SGD drift into ``-D grad Phi`` plus a force
 ``j(x)`` (eq. (8)); when ``j != 0`` the steady state carries a probability current and the

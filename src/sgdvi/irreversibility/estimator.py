@@ -2,7 +2,7 @@
 
 For a stationary path ``x(t)`` in R^m the area-enclosing rate is
 
-    L = (1/2) < x dx^T - dx x^T > / dt,            (issue 13; antisymmetric m x m)
+    L = (1/2) < x dx^T - dx x^T > / dt,            (antisymmetric m x m)
 
 half the mean rate at which the pair ``(x_i, x_j)`` sweeps signed area. In detailed balance
 (``j = 0`` in eq. (8) of Chaudhari & Soatto, 2018: no probability current) the path law is
@@ -84,7 +84,7 @@ def area_rate_from_sums(sums: np.ndarray, counts: np.ndarray, dt: float) -> Area
 
 def area_rate(x: np.ndarray, dt: float = 1.0, n_blocks: int = 20, center: bool = True) -> AreaRate:
     """Area-enclosing rate ``L_hat = (C_1 - C_1^T) / (2 dt)`` of one path ``x`` (n, m), with a
-    batch-means standard error over ``n_blocks`` blocks (issue 13, item 1).
+    batch-means standard error over ``n_blocks`` blocks (consecutive samples are correlated).
 
     ``center`` subtracts the path mean first (``L`` is defined about the stationary mean; the
     shift changes ``L_hat`` only by a boundary term of order ``1/n``).
@@ -202,7 +202,7 @@ class Stationarity:
 def stationarity(
     y: np.ndarray, growth_max: float = 2.0, ratio_max: float = 2.0, segments: int = 8
 ) -> Stationarity:
-    """Do the projected coordinates ``y`` (n, m) look stationary? (issue 13, item 3).
+    """Do the projected coordinates ``y`` (n, m) look stationary? (a current needs a steady state).
 
     Comparing the two halves alone cannot flag a random walk (its halves have equal expected
     variance about their own means); the growth ratio does: the variance about the mean over
@@ -222,8 +222,8 @@ def stationarity(
 
 # ----------------------------------------------------------------------------- null models
 def permuted_walk(increments: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random walk of the increments in a random order (the surrogate of issue 13): same
-    increments, no temporal structure, hence no current (``E L_hat = 0``)."""
+    """A random walk of the increments in a random order (the current test's null surrogate):
+    same increments, no temporal structure, hence no current (``E L_hat = 0``)."""
     inc = np.asarray(increments)
     walk = np.cumsum(inc[rng.permutation(len(inc))], axis=0)
     return np.concatenate([np.zeros((1,) + inc.shape[1:], walk.dtype), walk])

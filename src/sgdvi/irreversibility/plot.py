@@ -1,4 +1,4 @@
-"""Figure ``results/figures/irreversibility.pdf`` (issue 13, item 5)."""
+"""Figure ``results/figures/irreversibility.pdf``: the probability-current test at a glance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation processes with a known area-enclosing rate (issue 13, item 2).
+"""Validation processes with a known area-enclosing rate (to validate the estimator).
 
 * Ornstein-Uhlenbeck, the linear SDE (15) of Chaudhari & Soatto (2018),
   ``dx = -F x dt + sqrt(2 beta^-1 D) dW``: with stationary covariance ``S``

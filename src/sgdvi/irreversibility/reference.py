@@ -2,7 +2,7 @@
 fast path of :mod:`.sgd`), kept to test and benchmark the fast path against.
 
 Same statistics as :func:`sgdvi.irreversibility.sgd.analyse_current` (Chaudhari & Soatto 2018,
-Section IV-B; issue 13, item 3): the whole trajectory in float64, each surrogate's first half
+Section IV-B; the SGD current test): the whole trajectory in float64, each surrogate's first half
 gathered and block-summed, its held-out principal components refitted on the formed positions,
 the second half gathered and projected, and Lemma 20's block bootstrap refitting least squares
 on the gathered transition pairs of every resample. Slow at paper scale (about 100 s and 4 GB

@@ -1,4 +1,4 @@
-"""Does the SGD trajectory of tiny-fc carry a probability current? (issue 13, item 3).
+"""Does the SGD trajectory of tiny-fc carry a probability current? (Remark 17 tested directly).
 
 Section IV-B of Chaudhari & Soatto (2018) argues from Fig. 3 that SGD's steady state is out of
 equilibrium (Remark 17, Lemma 7: ``j(x) != 0`` in eq. (8), "limit cycles"). Here the direct
@@ -248,7 +248,7 @@ def _detrend(weights: np.ndarray, directions: np.ndarray, chunk: int = 512) -> _
 def analyse_current(
     weights: np.ndarray, directions: np.ndarray, s: Settings, log=None, batch: int = 20
 ) -> tuple[dict, list[Projection]]:
-    """The whole per-seed analysis (issue 13, item 3) on ``weights`` (n, d), one row per epoch.
+    """The whole per-seed current analysis on ``weights`` (n, d), one row per epoch.
 
     Returns a summary dict (drift size, verdict, ...) and the two :class:`Projection` results.
     Same statistics as :func:`.reference.analyse_current` (observed values to rounding,

@@ -24,7 +24,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class Divergence:
-    """Raises :class:`TrainingDiverged` naming experiment and epoch (issue 10, case 1).
+    """Raises :class:`TrainingDiverged` naming experiment and epoch (a too-large lr fails loudly).
 
     Divergence is a non-finite loss, weight or BN statistic, or a loss above ``factor`` times
     the loss of the first mini-batch (``factor`` = ``training.divergence_factor``).

@@ -76,6 +76,6 @@ def write_outputs(run: Run, settings: TrainSettings, paths: TrainPaths) -> pd.Da
 
 
 def remove_snapshots(run: Run, paths: TrainPaths) -> None:
-    """A diverged run leaves no snapshot behind (issue 10: nothing downstream may use it)."""
+    """A diverged run leaves no snapshot behind (nothing downstream may use it)."""
     for tag in run.taken:
         paths.snapshot(tag).unlink(missing_ok=True)

@@ -19,7 +19,8 @@ zero gradient under train-mode BN and never do):
   shuffled positions: ``ac_p_value``), and the same statistics of an isotropic OU process with the
   weights' means and variances (the "Brownian motion near a critical point" picture).
 
-How the permutation tests stay cheap (issue 12; same null distributions as a brute-force loop):
+How the permutation tests stay cheap at paper scale (same null distributions as a brute-force
+loop):
 
 - **Spectrum** (:func:`_spectrum_null`). For an affine permutation ``t -> a t + b (mod m)``
   (``a`` a unit mod m) the DFT of the permuted sequence is a permutation of the bins,

@@ -261,8 +261,8 @@ def _softmax_xent(o, y, scale, consts, tot, margins, dens):  # pragma: no cover 
     max(o) - o[label]`` and ``dens[b]`` the softmax denominator (a sum of ``exp(o - max)``,
     in [1, C]). The caller sums them in numpy, in float64: a sum (or a sum of logarithms)
     inside the kernels came out different in the last bit between a freshly compiled kernel
-    and the same kernel loaded from numba's cache (issue 10, item 12), and it costs ~50 us
-    per 30,000 examples in numpy, about 1 % of an epoch.
+    and the same kernel loaded from numba's cache (metrics must not depend on the cache), and it
+    costs ~50 us per 30,000 examples in numpy, about 1 % of an epoch.
 
     Split into simple loops over the examples that each write one array, so that LLVM
     vectorises every one of them (a single fused loop writing six arrays is left scalar):

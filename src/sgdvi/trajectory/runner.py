@@ -324,7 +324,8 @@ def lock_target(run_dir: str | Path) -> Path:
 
 @contextmanager
 def run_guard(run_dir: str | Path, where: str) -> Iterator[Path]:
-    """One runner per seed directory, and none outliving its Snakemake job (issue 10, case 3).
+    """One runner per seed directory, and none outliving its Snakemake job (no orphan
+    writing the same chunks).
 
     :func:`sgdvi.infra.jobguard.job_guard` on the run's chunks (a second runner of the same
     ``run_dir`` refuses at once with :class:`sgdvi.infra.jobguard.CheckpointLocked`, naming the
