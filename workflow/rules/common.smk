@@ -496,7 +496,8 @@ def user_figure_title(name):
     """Title of the D(x) eigenvalue histogram of user experiment `name`."""
     exp = config["experiments"][name]
     model = exp["model"] if isinstance(exp["model"], str) else exp["model"]["import"]
-    return f"{name}: {model} on {exp['dataset']}"
+    # the function's name only (module paths are long): fits the figure's width
+    return f"{model.rsplit(':', 1)[-1]} on {exp['dataset']}"
 
 
 def user_targets():
