@@ -269,6 +269,10 @@ class GradientOperator:
     def d(self) -> int:
         return self.g.shape[1]
 
+    @property
+    def device(self) -> torch.device:
+        return self.g.device
+
     def __call__(self, v: torch.Tensor, precision: str = "double") -> torch.Tensor:
         self.passes[precision] += 1
         if precision == "single":
@@ -637,11 +641,13 @@ def fast_spectrum(
        residual).
 
     Returns a :class:`Spectrum` holding the ``rank + guard + extra`` leading eigenvalues
-    (``complete=False``), with the residual and error bound of the worst pair.
+    (``complete=False``), with the residual and error bound of the worst pair. ``operator``:
+    a :class:`GradientOperator` or any object with ``d``, ``device``, ``passes`` and
+    ``__call__(v, precision)`` (:class:`sgdvi.diffusion.matrix_free.MatrixFreeOperator`).
     """
     epsv = eps_value(eps)
     d = operator.d
-    device = operator.g.device
+    device = operator.device
     max_dim = min(d, max_dim or 4096)
     block_size = max(1, min(block_size, d))
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -690,3 +696,119 @@ def gram_spectrum(g: torch.Tensor, scale: float, eps: EpsName | float = "float32
     sp = Spectrum(full, d=d, eps=eps_value(eps), solver="gram", complete=True)
     sp.rank_check, sp.rank_check_count = "dense", sp.rank  # every eigenvalue was computed
     return sp
+
+
+# --------------------------------------------------------------------------- top-k path
+
+
+def _top_k_check(
+    basis: _Basis, theta: torch.Tensor, y: torch.Tensor, k: int, eps: float, tol: float, keep: int
+) -> tuple[torch.Tensor, float, bool]:
+    """Residual norms of the ``k + keep + 1`` leading Ritz pairs, the worst relative residual
+    of the ``k`` leading ones, and whether they are converged (``res <= tol * theta``, or
+    certainly below the rank threshold: ``theta + res < threshold``)."""
+    m = basis.m
+    n_res = min(m, k + keep + 1)
+    res = (basis.z @ y[:, :n_res] - (basis.q @ y[:, :n_res]) * theta[:n_res]).norm(dim=0)
+    threshold = rank_threshold(float(theta[0]), basis.d, eps)
+    th, r = theta[: min(k, m)], res[: min(k, m)]
+    ok = (r <= tol * th.abs()) | (th + r < threshold)
+    worst = float((r / th.abs().clamp_min(torch.finfo(torch.float64).tiny)).max())
+    return res, worst, bool(ok.all()) and m >= min(basis.d, k + keep + 1)
+
+
+def _top_k_lanczos(operator, precision, k, eps, block_size, tol, keep, max_dim, gen, device):
+    """Block Lanczos (full reorthogonalisation) until the ``k`` leading Ritz pairs converge."""
+    d = operator.d
+    basis = _Basis(d, min(max_dim, 4 * block_size), max_dim, device)
+    start = torch.randn((d, block_size), generator=gen, dtype=torch.float64).to(device)
+    qb = _orthonormal_block(start, basis.q, gen)
+    while True:
+        zb = operator(qb, precision)
+        basis.append(qb, zb)
+        theta, y = _eigh_descending(basis.t)
+        res, worst, done = _top_k_check(basis, theta, y, k, eps, tol, keep)
+        log.info("top-%d Lanczos (%s): dim %d, worst relative residual %.2e", k, precision,
+                 basis.m, worst)  # fmt: skip
+        if done:
+            n_keep = min(basis.m, k + keep)
+            return _Krylov(theta, basis.q @ y[:, :n_keep], res, k, basis.m)
+        if basis.m + block_size > max_dim:
+            raise NotConverged(
+                f"top-{k} block Lanczos reached its size limit {max_dim} (worst relative "
+                f"residual {worst:.2e} > {tol:g}); raise the memory budget or lower k"
+            )
+        qb = _orthonormal_block(zb, basis.q, gen)
+
+
+def top_k_spectrum(
+    operator: GradientOperator,
+    k: int,
+    eps: EpsName | float = "float32",
+    block_size: int = 16,
+    krylov_tol: float = 1e-3,
+    eig_tol: float = 1e-7,
+    extra: int = 8,
+    max_dim: int | None = None,
+    max_refine: int = 5,
+    seed: int = 0,
+) -> Spectrum:
+    """The ``k`` largest eigenvalues of D (not all those above the threshold): block Lanczos
+    on the operator (float32 products when ``eps`` is float32's) until the ``k`` leading Ritz
+    pairs have relative residual ``<= krylov_tol``, then float64 Rayleigh-Ritz on the
+    ``k + extra`` leading Ritz vectors and residual-augmented steps (as :func:`fast_spectrum`)
+    until each of the ``k`` has relative error bound ``min(r, r^2 / gap) / theta <= eig_tol``
+    (or lies certainly below the rank threshold). Memory: the Krylov basis, ``~ 6 x 8 d m``
+    bytes for Krylov dimension m (a few times k), whatever the rank.
+
+    Returns a :class:`Spectrum` (``solver="top-k"``, ``complete=False``) of the ``k + extra``
+    leading Ritz values; its ``rank`` counts only those, a lower bound of D's rank.
+    """
+    epsv = eps_value(eps)
+    d = operator.d
+    k = max(1, min(int(k), d))
+    max_dim = min(d, max_dim or 4096)
+    block_size = max(1, min(block_size, d))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    precision = "single" if epsv >= EPS["float32"] else "double"
+    args = (k, epsv, block_size, krylov_tol, extra, max_dim, gen, operator.device)
+    kry = _top_k_lanczos(operator, precision, *args)
+    n_keep = kry.vectors.shape[1]
+    theta_out = 0.0
+    if n_keep < kry.dim:
+        theta_out = float(kry.theta[n_keep]) + float(kry.residuals[n_keep])
+    step = _rayleigh_ritz(operator, kry.vectors, epsv, theta_out, 0, eig_tol)
+    for _ in range(max_refine):
+        top = slice(0, min(k, n_keep))
+        bad = (step.bound[top] > eig_tol) & (step.theta[top] + step.res[top] >= step.threshold)
+        if not bool(bad.any()):
+            break
+        sel = torch.nonzero(bad).flatten()
+        step = _augment(operator, step, sel, gen, n_keep, epsv, theta_out, 0, eig_tol)
+    top = slice(0, min(k, n_keep))
+    above = step.theta[top] > step.threshold
+    if bool((step.bound[top][above] > eig_tol).any()):
+        raise NotConverged(f"top-{k} refinement did not reach relative error {eig_tol:g}")
+    sp = Spectrum(step.theta.cpu().numpy(), d=d, eps=epsv, solver="top-k", complete=False)
+    sp.max_rel_error_bound = float(step.bound[top][above].max()) if bool(above.any()) else 0.0
+    sp.max_rel_residual = float((step.res[top] / step.theta[top].abs()).max())
+    sp.krylov_dim = kry.dim
+    sp.operator_passes = operator.passes["single"] + operator.passes["double"]
+    return sp
+
+
+def certify_rank_gram(spectrum: Spectrum, gram: np.ndarray, rel: float = 1e-6) -> None:
+    """:func:`certify_rank` from an already formed ``N x N`` Gram matrix ``scale G G^T`` of
+    the centred gradients (e.g. :func:`sgdvi.diffusion.matrix_free.gram_tiles`): the count of
+    its eigenvalues above the threshold by Sylvester inertia, compared with the solver's
+    rank; raises :class:`RankCheckFailed` on a disagreement not explained by an eigenvalue
+    within ``rel`` of the threshold."""
+    count = inertia_above(gram, spectrum.threshold)
+    spectrum.rank_check, spectrum.rank_check_count = "gram-ldl", count
+    if count != spectrum.rank:
+        near = np.abs(spectrum.eigenvalues - spectrum.threshold) <= rel * spectrum.threshold
+        if not near.any():
+            raise RankCheckFailed(
+                f"the solver found {spectrum.rank} eigenvalues above the threshold "
+                f"{spectrum.threshold:.6g}; the inertia of the Gram matrix says {count}"
+            )
