@@ -134,7 +134,7 @@ def test_every_path_agrees(net):
     tr(D^2) and rank on one network."""
     model, data = net
     ref = _reference(model, data)
-    paths = ["stored", "matrix-free"] + (["dense"] if ref.d <= 4000 else ["gram"])
+    paths = ["stored", "gram-tiles", "matrix-free"] + (["dense"] if ref.d <= 4000 else ["gram"])
     for path in paths:
         res = spectrum(model, data, path=path, chunk_size=CHUNK, memory_budget_mb=BUDGET)
         _check_against(res, ref)
@@ -249,6 +249,9 @@ def test_choose_path_follows_the_budget():
     assert 256 <= mf.max_krylov_dim and mf.max_krylov_dim * 48 * d <= 3000 * 2**20
     assert choose_path(5000, 3000, budget_mb=1000).path == "dense"
     assert choose_path(5000, d, budget_mb=8000, world=2).path == "matrix-free"
+    assert choose_path(n, d, budget_mb=500, chunk_size=64).path == "gram-tiles"
+    assert choose_path(n, d, budget_mb=8000, world=2).path == "gram-tiles"
+    assert choose_path(n, d, budget_mb=500, k=10, chunk_size=64).path == "matrix-free"
     # a chunk of 100 gradients of 10^7 weights (16 GB) does not fit: forward-mode products
     assert choose_path(5000, 10**7, budget_mb=24000, k=5, chunk_size=100).method == "jvp"
     with pytest.raises(MemoryError, match="memory_budget_mb"):

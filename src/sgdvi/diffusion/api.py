@@ -10,6 +10,8 @@ path            what it does                                               peak 
 ``dense``       gradient chunks -> float64 d x d D -> all eigenvalues      ``8-16 d^2``
 ``gram``        stored gradients -> N x N Gram -> all eigenvalues (N < d)  ``4 N d + 16 N^2``
 ``stored``      stored gradients -> block Lanczos on ``G^T G``             ``4 N d + 48 d m``
+``gram-tiles``  N x N Gram by tiles of chunk pairs (gradients recomputed)  ``16 N^2 + chunks``
+                -> all eigenvalues; no ``N x d`` matrix (N < d, k=None)
 ``matrix-free`` D v from the data per chunk (jvp/vjp or per-chunk          ``48 d m + chunk``
                 gradients), block Lanczos; no ``N x d`` matrix
 ==============  =========================================================  ================
@@ -84,7 +86,10 @@ from sgdvi.diffusion.stats import spectrum_statistics
 
 log = logging.getLogger(__name__)
 
-PATHS = ("dense", "gram", "stored", "matrix-free")
+PATHS = ("dense", "gram", "stored", "gram-tiles", "matrix-free")
+
+#: the paths whose data passes run over several processes
+DISTRIBUTED = ("gram-tiles", "matrix-free")
 
 #: exact ``tr(D^2)`` (Gram tiles, ``N^2 d`` multiply-adds) under ``trace_square="auto"`` up to
 #: this many flops; above it Hutchinson's estimate with its error bar
@@ -151,23 +156,36 @@ def path_bytes(n: int, d: int, chunk: int, m_min: int, budget: int) -> dict[str,
         "dense": memory.dense_bytes(d, chunk),
         "gram": 4 * n * d + 16 * n * n + work,
         "stored": 4 * n * d + krylov + work,
+        "gram-tiles": 16 * n * n + 2 * work,
         "matrix-free": krylov + (work if work <= budget // 2 else budget // 4),
     }
 
 
-def _first_fit(n: int, d: int, eps: str | float, budget: int, need: dict[str, int], dense_max_d):
+def _first_fit(
+    n: int,
+    d: int,
+    eps: str | float,
+    budget: int,
+    need: dict[str, int],
+    dense_max_d: int,
+    k: int | None,
+    world: int,
+) -> tuple[str, str]:
     """``auto``: dense (d <= dense_max_d, or float64's eps), gram (N < d, N <= GRAM_MAX_N),
-    stored, matrix-free: the first that fits the budget, with the reason."""
+    stored, gram-tiles (every eigenvalue wanted, N < d, N <= GRAM_MAX_N), matrix-free: the
+    first that fits the budget (one process: all; several: the last two), with the reason."""
     eps64 = eps_value(eps) < EPS["float32"]
+    few = n < d and n <= memory.GRAM_MAX_N
     wants = {
         "dense": d <= dense_max_d or eps64,
-        "gram": n < d and n <= memory.GRAM_MAX_N,
+        "gram": few,
         "stored": True,
+        "gram-tiles": few and k is None,
         "matrix-free": True,
     }
     for p in PATHS:
-        if wants[p] and need[p] <= budget:
-            return p, f"{p}: the first exact path that fits {budget / 2**20:.0f} MB"
+        if wants[p] and (world == 1 or p in DISTRIBUTED) and need[p] <= budget:
+            return p, f"{p}: the first path that fits {budget / 2**20:.0f} MB"
     raise MemoryError(
         f"no path fits memory_budget_mb={budget / 2**20:.0f} (matrix-free needs "
         f"{need['matrix-free'] / 2**20:.0f} MB for d={d}); raise memory_budget_mb, lower "
@@ -194,8 +212,9 @@ def choose_path(
 
     ``auto``: the exact paths while they fit (dense for ``d <= dense_max_d``, gram for
     ``N < d <= ...``, N <= 4000, stored-gradient Lanczos while the ``4 N d`` bytes of the
-    gradients plus a Krylov basis fit), else matrix-free; several processes (``world > 1``)
-    always run matrix-free (the other paths need all gradients in one process). The Krylov
+    gradients plus a Krylov basis fit), else gram-tiles when every eigenvalue is wanted
+    (``k=None``) and N is small, else matrix-free; several processes (``world > 1``) run
+    gram-tiles or matrix-free (the other paths need all gradients in one process). The Krylov
     dimension is what the budget leaves, at most ``max_krylov_dim``.
     """
     budget = int(budget_mb * 2**20)
@@ -204,14 +223,10 @@ def choose_path(
     m_min = min(d, 4 * block if k is None else max(2 * block, 3 * k + 16))
     need = path_bytes(n, d, chunk, m_min, budget)
     if path == "auto":
-        path, reason = (
-            ("matrix-free", f"{world} processes")
-            if world > 1
-            else _first_fit(n, d, eps, budget, need, dense_max_d)
-        )
+        path, reason = _first_fit(n, d, eps, budget, need, dense_max_d, k, world)
     elif path in PATHS:
-        if world > 1 and path != "matrix-free":
-            raise ValueError(f"path={path!r} runs in one process; use matrix-free or auto")
+        if world > 1 and path not in DISTRIBUTED:
+            raise ValueError(f"path={path!r} runs in one process; use one of {DISTRIBUTED}")
         reason = "asked for"
     else:
         raise ValueError(f"path must be auto or one of {PATHS}, got {path!r}")
@@ -350,14 +365,16 @@ class _Job:
     def all_chunks(self) -> list[tuple[int, int]]:
         return chunk_ranges(self.n, self.plan.chunk_size)
 
-    def exact_trace_square(self) -> bool:
-        if self.trace_square not in ("auto", "exact", "hutchinson"):
+    def trace_square_mode(self) -> str:
+        """``exact``, ``hutchinson`` or ``none`` (``auto``: exact up to the flop limit)."""
+        if self.trace_square not in ("auto", "exact", "hutchinson", "none"):
             raise ValueError(
-                f"trace_square must be auto, exact or hutchinson, got {self.trace_square!r}"
+                f"trace_square must be auto, exact, hutchinson or none, got {self.trace_square!r}"
             )
         if self.trace_square == "auto":
-            return float(self.n) ** 2 * self.d <= EXACT_TRACE_SQUARE_FLOPS
-        return self.trace_square == "exact"
+            exact = float(self.n) ** 2 * self.d <= EXACT_TRACE_SQUARE_FLOPS
+            return "exact" if exact else "hutchinson"
+        return self.trace_square
 
     def gram_fits(self) -> bool:
         """Whether the N x N float64 Gram matrix fits beside the path's own memory."""
@@ -413,7 +430,7 @@ def _stored_gradients(job: _Job) -> tuple[torch.Tensor, float, float]:
         g[start : start + len(chunk)] = chunk
         acc = chan_merge(acc, chunk_moments(chunk))
     mean = exact_mean(g)
-    centre_in_place(g, mean)
+    centre_in_place(g, mean, chunk_rows=128)  # float64 copies of 128 rows at a time
     return g, float(acc[2]) * job.scale, float(mean.norm())
 
 
@@ -440,15 +457,46 @@ def _run_stored(job: _Job) -> _Outcome:
     if job.k is None:
         certify_rank(sp, g, job.scale)
     t2 = time.perf_counter()
-    if job.exact_trace_square() and job.gram_fits():
+    mode = job.trace_square_mode()
+    if mode == "exact" and job.gram_fits():
         gram = gram_matrix(g, job.scale)
         tr2 = TraceSquare(float(np.sum(np.square(gram))), 0.0, "gram")
         del gram
     else:
-        tr2 = hutchinson_trace_square(op, job.d, job.probes, job.lanczos["seed"])
+        tr2 = _estimate_trace_square(op, job, mode)
     del g, op
     seconds = {"gradients": t1 - t0, "eigen": t2 - t1, "trace_square": time.perf_counter() - t2}
     return _Outcome(sp, trace, grad_norm, tr2, seconds)
+
+
+def _run_gram_tiles(job: _Job) -> _Outcome:
+    """Matrix-free, every eigenvalue: the N x N Gram matrix ``scale G G^T`` of the centred
+    gradients by tiles of chunk pairs (:func:`gram_tiles`; no ``N x d`` matrix), its
+    eigenvalues (D's non-zero ones), and ``tr(D^2)`` exactly from the same tiles."""
+    import scipy.linalg
+
+    t0 = time.perf_counter()
+    chunk, shard = job.plan.chunk_size, job.shard
+    mom = gradient_moments(job.model, job.examples, loss=job.loss, chunk_size=chunk, shard=shard)
+    t1 = time.perf_counter()
+    tiles = gram_tiles(
+        job.model, job.examples, mom.mean, job.scale, loss=job.loss, chunk_size=chunk,
+        keep_gram=True, shard=shard,
+    )  # fmt: skip
+    w = scipy.linalg.eigh(tiles.gram.cpu().numpy(), eigvals_only=True, overwrite_a=True)
+    tiles.gram = None
+    full = np.concatenate([w, np.zeros(max(job.d - job.n, 0))])
+    sp = Spectrum(full, d=job.d, eps=job.eps, solver="gram-tiles", complete=True)
+    sp.rank_check, sp.rank_check_count = "dense", sp.rank  # every eigenvalue was computed
+    seconds = {"gradients": t1 - t0, "eigen": time.perf_counter() - t1, "trace_square": 0.0}
+    return _Outcome(sp, mom.scatter_trace * job.scale, float(mom.mean.norm()), tiles, seconds)
+
+
+def _estimate_trace_square(operator: Any, job: _Job, mode: str) -> TraceSquare:
+    """Hutchinson's estimate, or NaN for ``trace_square="none"``."""
+    if mode == "none":
+        return TraceSquare(math.nan, math.nan, "none")
+    return hutchinson_trace_square(operator, job.d, job.probes, job.lanczos["seed"])
 
 
 def _certify_matrix_free(sp: Spectrum, gram: torch.Tensor, k: int | None) -> None:
@@ -478,7 +526,8 @@ def _run_matrix_free(job: _Job) -> _Outcome:
     sp = _lanczos(op, job)
     sp.solver = "matrix-free" if job.k is None else "matrix-free-top-k"
     t2 = time.perf_counter()
-    if job.exact_trace_square():
+    mode = job.trace_square_mode()
+    if mode == "exact":
         tr2 = gram_tiles(
             job.model, job.examples, mom.mean, job.scale, loss=job.loss, chunk_size=chunk,
             keep_gram=job.gram_fits(), shard=shard,
@@ -487,7 +536,7 @@ def _run_matrix_free(job: _Job) -> _Outcome:
             _certify_matrix_free(sp, tr2.gram, job.k)
             tr2.gram = None
     else:
-        tr2 = hutchinson_trace_square(op, job.d, job.probes, job.lanczos["seed"])
+        tr2 = _estimate_trace_square(op, job, mode)
     trace = mom.scatter_trace * job.scale
     seconds = {"gradients": t1 - t0, "eigen": t2 - t1, "trace_square": time.perf_counter() - t2}
     return _Outcome(sp, trace, float(mom.mean.norm()), tr2, seconds)
@@ -497,6 +546,7 @@ RUNNERS: dict[str, Callable[[_Job], _Outcome]] = {
     "dense": _run_dense,
     "gram": _run_gram,
     "stored": _run_stored,
+    "gram-tiles": _run_gram_tiles,
     "matrix-free": _run_matrix_free,
 }
 
@@ -614,7 +664,7 @@ def spectrum(
     (:func:`choose_path`; ``path`` forces one); ``method`` (``jvp``/``chunks``/``auto``) is
     the matrix-free product. ``trace_square``: ``exact`` (Gram tiles, ``O(N^2 d)``),
     ``hutchinson`` (``probes`` Rademacher probes, with a standard error) or ``auto`` (exact up
-    to :data:`EXACT_TRACE_SQUARE_FLOPS`). ``lanczos``: overrides of
+    to :data:`EXACT_TRACE_SQUARE_FLOPS`) or ``none``. ``lanczos``: overrides of
     :data:`LANCZOS_DEFAULTS`. Under ``torch.distributed`` (or with ``shard``) each process
     takes its contiguous chunks and every process returns the same result. The chunk
     boundaries follow ``chunk_size`` (default: from the budget): give it to get bit-equal

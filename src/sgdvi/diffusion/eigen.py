@@ -748,17 +748,19 @@ def top_k_spectrum(
     block_size: int = 16,
     krylov_tol: float = 1e-3,
     eig_tol: float = 1e-7,
-    extra: int = 8,
+    extra: int = 32,
     max_dim: int | None = None,
-    max_refine: int = 5,
+    max_refine: int = 20,
     seed: int = 0,
+    guard: int = 4,
 ) -> Spectrum:
     """The ``k`` largest eigenvalues of D (not all those above the threshold): block Lanczos
     on the operator (float32 products when ``eps`` is float32's) until the ``k`` leading Ritz
     pairs have relative residual ``<= krylov_tol``, then float64 Rayleigh-Ritz on the
     ``k + extra`` leading Ritz vectors and residual-augmented steps (as :func:`fast_spectrum`)
     until each of the ``k`` has relative error bound ``min(r, r^2 / gap) / theta <= eig_tol``
-    (or lies certainly below the rank threshold). Memory: the Krylov basis, ``~ 6 x 8 d m``
+    (or lies certainly below the rank threshold); each refinement step also pushes the
+    ``guard`` pairs after the k-th. Memory: the Krylov basis, ``~ 6 x 8 d m``
     bytes for Krylov dimension m (a few times k), whatever the rank.
 
     Returns a :class:`Spectrum` (``solver="top-k"``, ``complete=False``) of the ``k + extra``
@@ -783,7 +785,9 @@ def top_k_spectrum(
         bad = (step.bound[top] > eig_tol) & (step.theta[top] + step.res[top] >= step.threshold)
         if not bool(bad.any()):
             break
-        sel = torch.nonzero(bad).flatten()
+        # with the unconverged pairs, the guard pairs after the k-th: the k-th converges at
+        # the rate of its gap to the (k+1)-th unless that one converges with it
+        sel = torch.cat([torch.nonzero(bad).flatten(), torch.arange(k, min(k + guard, n_keep))])
         step = _augment(operator, step, sel, gen, n_keep, epsv, theta_out, 0, eig_tol)
     top = slice(0, min(k, n_keep))
     above = step.theta[top] > step.threshold
