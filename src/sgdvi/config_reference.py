@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from sgdvi.config.schema import deref
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 PAPER = REPO / "config" / "config.yaml"
@@ -74,15 +76,7 @@ def resolve(node: Any, root: Mapping[str, Any]) -> dict[str, Any]:
     ``properties``/``required`` of ``allOf``/``anyOf``/``oneOf`` branches merged in."""
     if not isinstance(node, Mapping):
         return {}
-    node = dict(node)
-    while "$ref" in node:
-        ref = node.pop("$ref")
-        if not ref.startswith("#/"):
-            raise ValueError(f"only local $ref are supported, got {ref!r}")
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target[part]
-        node = {**target, **node}
+    node = deref(node, root)
     for combinator in ("allOf", "anyOf", "oneOf"):
         for branch in node.get(combinator, []):
             branch = resolve(branch, root)
