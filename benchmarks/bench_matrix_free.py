@@ -10,8 +10,10 @@ weights, on N synthetic 28 x 28 inputs labelled by a random teacher network:
   per-example gradients at a time (``method="chunks"``);
 - ``jvp`` (``--jvp``): matrix-free with forward-mode jvp + vjp products.
 
-Both eigen modes: ``--k 0`` every eigenvalue above the rank threshold (the paper's rank),
-``--k K`` only the K largest. tr(D^2) is left out (``trace_square="none"``) so the columns
+``--k K``: only the K largest eigenvalues (block Lanczos on both sides). ``--k 0``: every
+eigenvalue (the paper's rank; N < d): the N x N Gram matrix of the stored gradients
+(``path="gram"``) against the same Gram built by tiles of chunk pairs with the gradients
+recomputed (``path="gram-tiles"``). tr(D^2) is left out (``trace_square="none"``) so the columns
 compare the eigen paths alone. ``base`` is the peak of a process that builds the model and data
 and computes nothing (interpreter, torch, inputs): the ``net MB`` columns subtract it.
 
@@ -62,6 +64,8 @@ def worker(args: argparse.Namespace) -> dict:
             ("stored", "auto") if args.worker == "stored" else ("matrix-free", args.worker)
         )
         method = "chunks" if method == "matrix-free" else method
+        if not args.k:  # every eigenvalue: the N x N Gram of stored gradients or of tiles
+            path = "gram" if path == "stored" else "gram-tiles"
         t0 = time.perf_counter()
         res = spectrum(
             model, data, k=args.k or None, path=path, method=method, chunk_size=args.chunk,
