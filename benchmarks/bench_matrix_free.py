@@ -111,7 +111,8 @@ def _row(d: float, cases: dict[str, dict], base: float) -> str:
     ]
     if "jvp" in cases:
         jv = cases["jvp"]
-        cells.append(f"{jv['seconds']:>8.2f}" if "seconds" in jv else "  error")
+        ok = "seconds" in jv
+        cells.append(f"{jv['seconds']:>8.2f} {jv['peak_mb'] - base:>7.0f}" if ok else "  error")
     return "  ".join(cells)
 
 
@@ -135,7 +136,7 @@ def main() -> None:
           f"load average at start {load0[0]:.2f}")  # fmt: skip
     head = ("        d  stored s  m-free s  ratio  stored MB  m-free MB  ratio  ranks     "
             "passes  top rel diff")  # fmt: skip
-    print(head + ("   jvp s" if args.jvp else ""))
+    print(head + ("     jvp s  jvp MB" if args.jvp else ""))
     for d in args.d:
         base = run_case("base", d, args)["peak_mb"]
         cases = {c: run_case(c, d, args) for c in ("stored", "matrix-free")}

@@ -80,12 +80,13 @@ def test_two_gloo_processes_by_torchrun_match_one(inputs, tmp_path):
     snap, data, xy = inputs
     out = tmp_path / "two.npz"
     cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", *_cli(snap, data, out)]
-    cmd += ["--path", "matrix-free"]  # auto would take the Gram tiles for N < d
+    cmd += ["--path", "matrix-free", "--method", "chunks"]  # auto: Gram tiles for N < d
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     one = spectrum(
-        load_snapshot(snap)[0], xy, path="matrix-free", chunk_size=CHUNK, memory_budget_mb=BUDGET
-    )
+        load_snapshot(snap)[0], xy, path="matrix-free", method="chunks", chunk_size=CHUNK,
+        memory_budget_mb=BUDGET,
+    )  # fmt: skip
     assert one.rank_check == "gram-ldl" and one.rank > 50
     _assert_same(out, one, 2)
 

@@ -28,6 +28,7 @@ from sgdvi.diffusion.matrix_free import (
     gradient_moments,
     gram_tiles,
     hutchinson_trace_square,
+    time_methods,
 )
 from sgdvi.models import build_model
 
@@ -147,11 +148,14 @@ def test_every_path_agrees(net):
 def test_formula_a2_and_dataset_input():
     """(A2) scales D by N/(N-1); a torch Dataset gives the same numbers as the tensors."""
     model, (x, y) = _trained("small-fc", (1, 7, 7))
-    a1 = spectrum(model, (x, y), k=5, path="matrix-free", chunk_size=CHUNK, memory_budget_mb=BUDGET)
-    a2 = spectrum(
-        model, TensorDataset(x, y), k=5, formula="A2", path="matrix-free", chunk_size=CHUNK,
-        memory_budget_mb=BUDGET,
-    )  # fmt: skip
+    mf = {
+        "path": "matrix-free",
+        "method": "chunks",
+        "chunk_size": CHUNK,
+        "memory_budget_mb": BUDGET,
+    }
+    a1 = spectrum(model, (x, y), k=5, **mf)
+    a2 = spectrum(model, TensorDataset(x, y), k=5, formula="A2", **mf)
     assert a2.trace == pytest.approx(a1.trace * N / (N - 1), rel=1e-12)
     np.testing.assert_allclose(a2.eigenvalues, a1.eigenvalues * N / (N - 1), rtol=1e-9)
 
@@ -207,6 +211,19 @@ def test_trace_survives_a_large_mean():
     assert abs(naive - want) > 0.1 * want
 
 
+def test_auto_method_is_timed_on_the_data():
+    """``method="auto"`` times both products on one chunk and keeps the faster."""
+    model, data = _trained("small-lenet", (1, 28, 28))
+    times = time_methods(model, data, chunk_size=CHUNK, block=16)
+    assert set(times) == {"chunks", "jvp"} and min(times.values()) > 0
+    res = spectrum(
+        model, data, k=3, path="matrix-free", chunk_size=CHUNK, memory_budget_mb=BUDGET,
+        trace_square="none",
+    )  # fmt: skip
+    assert res.method in ("chunks", "jvp") and "timed faster" in res.plan.reason
+    assert math.isnan(res.trace_square) and math.isnan(res.effective_rank)
+
+
 def test_chunk_ranges_cover_the_data_with_fixed_boundaries():
     one = chunk_ranges(1003, 100)
     for world in (1, 2, 3, 7, 20):
@@ -245,7 +262,7 @@ def test_choose_path_follows_the_budget():
     assert choose_path(n, d, budget_mb=8000, chunk_size=64).path == "gram"
     assert choose_path(5000, d, budget_mb=8000, chunk_size=64).path == "stored"
     mf = choose_path(5000, d, budget_mb=3000, chunk_size=64)
-    assert mf.path == "matrix-free" and mf.method == "chunks"
+    assert mf.path == "matrix-free" and mf.method == "auto"  # timed on the data later
     assert 256 <= mf.max_krylov_dim and mf.max_krylov_dim * 48 * d <= 3000 * 2**20
     assert choose_path(5000, 3000, budget_mb=1000).path == "dense"
     assert choose_path(5000, d, budget_mb=8000, world=2).path == "matrix-free"
@@ -327,3 +344,22 @@ def test_training_mode_is_refused():
     model = build_model("small-fc")
     with pytest.raises(ValueError, match="eval"):
         spectrum(model, (torch.randn(10, 1, 7, 7), torch.zeros(10, dtype=torch.long)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    """Matrix-free on the GPU (both methods; TF32 off) gives the CPU's numbers."""
+    model, data = _trained("small-lenet", (1, 28, 28))
+    cpu = spectrum(
+        model, data, k=10, path="matrix-free", method="chunks", chunk_size=CHUNK,
+        memory_budget_mb=BUDGET,
+    )  # fmt: skip
+    for method in ("chunks", "jvp"):
+        gpu = spectrum(
+            model, data, k=10, path="matrix-free", method=method, chunk_size=CHUNK,
+            memory_budget_mb=BUDGET, device="cuda",
+        )  # fmt: skip
+        np.testing.assert_allclose(gpu.eigenvalues, cpu.eigenvalues, rtol=1e-6, atol=0)
+        assert gpu.trace == pytest.approx(cpu.trace, rel=1e-6)
+        assert gpu.rank == cpu.rank and gpu.rank_check == "gram-ldl"
+    assert next(model.parameters()).device.type == "cpu"  # the caller's model is not moved

@@ -39,6 +39,7 @@ Example (runs in a few seconds)::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -78,6 +79,7 @@ from sgdvi.diffusion.matrix_free import (
     gram_tiles,
     hutchinson_trace_square,
     iter_chunk_gradients,
+    time_methods,
     trainable,
 )
 from sgdvi.diffusion.moments import CentredMoment, Formula, centre_in_place, exact_mean
@@ -215,7 +217,9 @@ def choose_path(
     gradients plus a Krylov basis fit), else gram-tiles when every eigenvalue is wanted
     (``k=None``) and N is small, else matrix-free; several processes (``world > 1``) run
     gram-tiles or matrix-free (the other paths need all gradients in one process). The Krylov
-    dimension is what the budget leaves, at most ``max_krylov_dim``.
+    dimension is what the budget leaves, at most ``max_krylov_dim``. ``method="auto"`` stays
+    ``auto`` (timed on the data by :func:`settle_method`) unless a chunk of per-example
+    gradients does not fit half the budget: then ``jvp``.
     """
     budget = int(budget_mb * 2**20)
     chunk = _chunk_size(d, budget, chunk_size)
@@ -232,8 +236,8 @@ def choose_path(
         raise ValueError(f"path must be auto or one of {PATHS}, got {path!r}")
     fixed = need[path] - KRYLOV_BYTES_PER * d * m_min
     m = int(min(d, max_krylov_dim, max(m_min, (budget - fixed) // (KRYLOV_BYTES_PER * d))))
-    if method == "auto":
-        method = "chunks" if CHUNK_BYTES_PER * chunk * d <= budget // 2 else "jvp"
+    if method == "auto" and CHUNK_BYTES_PER * chunk * d > budget // 2:
+        method = "jvp"  # a chunk of per-example gradients does not fit: forward mode
     return Plan(path, method, chunk, m, budget, need, reason)
 
 
@@ -627,6 +631,33 @@ def _jvp_vectors(model: nn.Module, examples: Examples, plan: Plan) -> int:
     return int(min(64, max(1, plan.budget_bytes // 4 // (16 * act * plan.chunk_size))))
 
 
+def settle_method(
+    model: nn.Module,
+    examples: Examples,
+    loss: Loss | None,
+    plan: Plan,
+    k: int | None,
+    settings: Mapping[str, Any],
+    shard: Shard,
+) -> tuple[Plan, int]:
+    """The matrix-free product to use and the jvp method's vectors per vmap: ``auto`` times
+    both on the first chunk (:func:`sgdvi.diffusion.matrix_free.time_methods`, summed over
+    the processes so all agree) and keeps the faster."""
+    vectors = _jvp_vectors(model, examples, plan) if plan.method in ("jvp", "auto") else 64
+    if plan.path != "matrix-free" or plan.method != "auto":
+        return plan, vectors
+    block = settings["block_size"] if k is None else min(settings["block_size"], max(16, k))
+    times = time_methods(
+        model, examples, loss=loss, chunk_size=plan.chunk_size, block=block,
+        max_vectors=vectors, shard=shard,
+    )  # fmt: skip
+    method = min(times, key=times.get)
+    log.info("matrix-free products on one chunk: %s; taking %s", times, method)
+    return dataclasses.replace(
+        plan, method=method, reason=f"{plan.reason}; {method} timed faster"
+    ), vectors
+
+
 def _lanczos_settings(lanczos: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = set(lanczos or {}) - set(LANCZOS_DEFAULTS)
     if unknown:
@@ -661,14 +692,14 @@ def spectrum(
     ``lambda_max d eps`` (footnote 1), so the rank and the paper's mean/std; ``k``: only the
     ``k`` largest (memory ``~ d x few k`` whatever the rank; the rank is then bounded).
     ``memory_budget_mb`` (default: half the available memory) and N, d pick the path
-    (:func:`choose_path`; ``path`` forces one); ``method`` (``jvp``/``chunks``/``auto``) is
-    the matrix-free product. ``trace_square``: ``exact`` (Gram tiles, ``O(N^2 d)``),
-    ``hutchinson`` (``probes`` Rademacher probes, with a standard error) or ``auto`` (exact up
-    to :data:`EXACT_TRACE_SQUARE_FLOPS`) or ``none``. ``lanczos``: overrides of
+    (:func:`choose_path`; ``path`` forces one); ``method`` (``jvp``/``chunks``/``auto``: the
+    faster on the first chunk, :func:`settle_method`) is the matrix-free product.
+    ``trace_square``: ``exact`` (Gram tiles, ``O(N^2 d)``), ``hutchinson`` (``probes``
+    Rademacher probes, with a standard error), ``auto`` (exact up to
+    :data:`EXACT_TRACE_SQUARE_FLOPS`) or ``none``. ``lanczos``: overrides of
     :data:`LANCZOS_DEFAULTS`. Under ``torch.distributed`` (or with ``shard``) each process
-    takes its contiguous chunks and every process returns the same result. The chunk
-    boundaries follow ``chunk_size`` (default: from the budget): give it to get bit-equal
-    chunks in runs with different budgets or process counts. TF32 is off throughout.
+    takes its contiguous chunks and all return the same result. TF32 is off. Give
+    ``chunk_size`` and ``method`` for equal chunks across budgets and process counts.
     """
     from sgdvi.diffusion.compute import full_precision
 
@@ -685,7 +716,7 @@ def spectrum(
         eps=eps, dense_max_d=dense_max_d, block_size=settings["block_size"],
         max_krylov_dim=settings["max_dim"], world=shard.world, method=method,
     )  # fmt: skip
-    vectors = _jvp_vectors(model, examples, plan) if plan.method == "jvp" else 64
+    plan, vectors = settle_method(model, examples, loss, plan, k, settings, shard)
     job = _Job(
         model, examples, loss, formula, eps_value(eps), k, plan, settings, trace_square,
         probes, shard, vectors,
