@@ -30,12 +30,13 @@ report: setup
 lint: setup
 	bash .ci/lint
 
+# on every core (pytest-xdist); tests sharing a build or the SLURM cluster stay on one worker
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 # everything but the tests marked slow (the shared tiny workflow run, the browser, SLURM)
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n auto --dist loadgroup -m "not slow"
 
 # regenerate docs/configuration.md from the schema (tests/test_config_reference.py checks it)
 docs: setup

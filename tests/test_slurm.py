@@ -27,6 +27,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -233,3 +234,67 @@ def _minutes(limit: str) -> int:
         parts.insert(0, 0)
     hours, minutes, seconds = parts
     return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+
+
+def test_a_diffusion_job_runs_as_one_slurm_job_of_two_tasks(cluster, tiny_workdir):
+    """diffusion.processes: 2 under the slurm profile: one SLURM job with two tasks
+    (`--ntasks=2`, the plugin's mpi layout), whose srun starts the two gloo processes of the
+    matrix-free D(x); the spectrum equals the exact one of a local single-process run."""
+    from test_diffusion_workflow import fake_inputs
+
+    from sgdvi.diffusion.compute import load_result
+
+    work = tiny_workdir
+    fake_inputs(work)
+    target = "results/fc-mnist7/diffusion/1.0.npz"
+    dag_tools.run(work, "--cores", "2", target, timeout=300)
+    exact = load_result(work / target)
+    (work / target).unlink()
+
+    config = work / "config" / "tiny.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["diffusion"].update(solver="matrix-free", processes=2, threads=1)
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    before = {j["JobID"] for j in cluster.squeue()}
+    proc = _run_through_slurm(
+        cluster,
+        work,
+        target,
+        "--profile",
+        str(PROFILE),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-keep-successful-logs",
+        "--cores",
+        "2",
+        "--latency-wait",
+        "10",
+    )
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        pytest.fail(
+            "the two-task D(x) job did not finish:\n" + _failure_report(cluster, work, output)
+        )
+    assert proc.returncode == 0, _failure_report(cluster, work, output)
+
+    jobs = [
+        j
+        for j in cluster.squeue(("JobID", "Comment", "NumTasks", "NumCPUs", "State"))
+        if j["JobID"] not in before
+    ]
+    assert len(jobs) == 1, jobs
+    assert jobs[0]["Comment"].startswith("rule_diffusion_spectrum"), jobs
+    assert jobs[0]["NumTasks"] == "2" and jobs[0]["State"] == "COMPLETED", jobs
+    log = (work / "logs" / "diffusion" / "fc-mnist7" / "1.0.log").read_text()
+    assert "srun --ntasks=2" in log, log[-3000:]
+    res = load_result(work / target)
+    assert res["processes"] == 2 and res["spectrum_path"] == "matrix-free"
+    assert res["trace"] == pytest.approx(exact["trace"], rel=1e-8)  # float32-stored in exact
+    assert res["rank"] == exact["rank"] > 0
+    r = res["rank"]
+    np.testing.assert_allclose(res["eigenvalues"][:r], exact["eigenvalues"][:r], rtol=1e-6)

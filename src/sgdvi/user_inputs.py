@@ -123,22 +123,13 @@ def experiment_facts(config: Mapping[str, Any], name: str) -> ExperimentFacts:
 
 def spectrum_job_mb(config: Mapping[str, Any], name: str) -> int:
     """``mem_mb`` of rule diffusion_spectrum for user experiment ``name``
-    (:func:`sgdvi.diffusion.memory.peak_mb` with d and the input size of the built network)."""
+    (:func:`sgdvi.diffusion.memory.job_mb` with d and the input size of the built network)."""
     import math
 
     from sgdvi.config import used_train_size
-    from sgdvi.diffusion.memory import peak_mb, planned_solver
+    from sgdvi.diffusion.memory import job_mb
 
     exp, diff = config["experiments"][name], config["diffusion"]
     facts = experiment_facts(config, name)
-    d = facts.num_weights
     n = used_train_size(config, exp["dataset"], diff["subset"], exp["train_subset"])
-    solver = planned_solver(diff["solver"], d, diff["dense_max_d"], diff["eps"], n)
-    return peak_mb(
-        n,
-        d,
-        solver,
-        input_size=math.prod(facts.input_shape),
-        chunk_size=diff["chunk_size"],
-        max_dim=diff["lanczos"]["max_dim"],
-    )
+    return job_mb(n, facts.num_weights, diff, input_size=math.prod(facts.input_shape))

@@ -178,6 +178,20 @@ def diffusion_mem_mb(wildcards):
     return diffusion_memory.spectrum_job_mb(config, wildcards.experiment)
 
 
+def diffusion_task_resources():
+    """SLURM layout of a D(x) job on diffusion.processes > 1 processes: one job of that many
+    tasks (`--ntasks`, `--cpus-per-task` = diffusion.threads; on GPUs one task per GPU),
+    which the job starts with srun (the executor plugin's `mpi` resource). One process:
+    nothing (the plugin's usual single-task job)."""
+    processes = DIFFUSION["processes"]
+    if processes == 1:
+        return {}
+    layout = {"mpi": "srun", "tasks": processes, "cpus_per_task": DIFFUSION["threads"]}
+    if gpu_count():
+        layout["tasks_per_gpu"] = 1
+    return layout
+
+
 def diffusion_figure_experiment(wildcards):
     return DIFFUSION_FIGURES[wildcards.fig]
 

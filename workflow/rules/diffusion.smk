@@ -4,8 +4,10 @@
 # one table over all of them and one histogram figure per entry of diffusion.figures.
 
 # Settings that change a spectrum: only these are params of diffusion_spectrum, so that
-# changing threads, chunk_size, remark13_top or the plot settings reruns no spectrum
-# (the script reads the others from the config).
+# changing threads, chunk_size, processes, remark13_top or the plot settings reruns no
+# spectrum (the script reads the others from the config). With diffusion.processes > 1 a job
+# runs on that many processes (torchrun here; under SLURM one job of that many tasks, started
+# by srun in the job: diffusion_task_resources).
 DIFFUSION_RESULT_KEYS = (
     "formula",
     "eps",
@@ -14,6 +16,11 @@ DIFFUSION_RESULT_KEYS = (
     "subset",
     "augment_seed",
     "lanczos",
+    "memory_budget_mb",
+    "k",
+    "trace_square",
+    "probes",
+    "method",
 )
 
 
@@ -29,9 +36,10 @@ rule diffusion_spectrum:
         "results/benchmarks/diffusion/{experiment}/{fraction}.tsv"
     conda:
         "../../envs/sgdvi.yaml"
-    threads: DIFFUSION["threads"]
+    threads: DIFFUSION["threads"] * DIFFUSION["processes"]
     resources:
-        gpu=gpu_count(),
+        **diffusion_task_resources(),
+        gpu=gpu_count() * DIFFUSION["processes"],
         mem_mb=diffusion_mem_mb,
     params:
         settings=lambda wildcards: experiment(wildcards.experiment),

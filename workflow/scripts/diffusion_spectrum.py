@@ -25,4 +25,6 @@ with rule_log(
         device=snakemake.params.device,
         threads=snakemake.threads,
         log=log,
+        # > 1: data-parallel processes (torchrun, or srun tasks of the SLURM job)
+        processes=int(snakemake.config["diffusion"]["processes"]),
     )

@@ -98,6 +98,24 @@ def _check_figures(config: Mapping[str, Any]) -> None:
             )
 
 
+def _check_diffusion(config: Mapping[str, Any]) -> None:
+    """Several processes only run the paths whose data passes split (gram-tiles,
+    matrix-free); ``k`` (only the k largest) is a Lanczos path's."""
+    diff = config["diffusion"]
+    if diff["processes"] > 1 and diff["solver"] not in ("auto", "matrix-free", "gram-tiles"):
+        raise ConfigError(
+            f"diffusion.processes is {diff['processes']} but diffusion.solver is "
+            f"{diff['solver']!r}, which runs in one process; set diffusion.solver to "
+            "matrix-free, gram-tiles or auto, or diffusion.processes to 1"
+        )
+    if diff["k"] is not None and diff["solver"] in ("dense", "gram", "gram-tiles"):
+        raise ConfigError(
+            f"diffusion.k is {diff['k']} but diffusion.solver {diff['solver']!r} computes "
+            "every eigenvalue; set diffusion.solver to matrix-free, fast or auto, or "
+            "diffusion.k to null"
+        )
+
+
 def cross_check(config: Mapping[str, Any]) -> None:
     """Cross-key checks of a schema-valid config with its defaults filled in; raises
     :class:`ConfigError` naming the key."""
@@ -106,4 +124,5 @@ def cross_check(config: Mapping[str, Any]) -> None:
         _check_experiment(config, name, exp)
     _check_trajectory(config)
     _check_figures(config)
+    _check_diffusion(config)
     check_user(config)

@@ -82,6 +82,7 @@ from sgdvi.diffusion.matrix_free import (
     time_methods,
     trainable,
 )
+from sgdvi.diffusion.memory import CHUNK_BYTES_PER, KRYLOV_BYTES_PER, path_bytes
 from sgdvi.diffusion.moments import CentredMoment, Formula, centre_in_place, exact_mean
 from sgdvi.diffusion.moments import formula_scale as _formula_scale
 from sgdvi.diffusion.stats import spectrum_statistics
@@ -96,13 +97,6 @@ DISTRIBUTED = ("gram-tiles", "matrix-free")
 #: exact ``tr(D^2)`` (Gram tiles, ``N^2 d`` multiply-adds) under ``trace_square="auto"`` up to
 #: this many flops; above it Hutchinson's estimate with its error bar
 EXACT_TRACE_SQUARE_FLOPS = 2e11
-
-#: bytes per Krylov vector and dimension: basis Q and image Z (d x m float64 each, a doubling
-#: growth holding old and new at once) and the float64 refinement blocks
-KRYLOV_BYTES_PER = 6 * 8
-
-#: bytes per (example x weight) of one chunk of per-example gradients and its working copies
-CHUNK_BYTES_PER = 16
 
 LANCZOS_DEFAULTS = {
     "block_size": 64,
@@ -146,21 +140,6 @@ def _chunk_size(d: int, budget: int, chunk_size: int | None) -> int:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         return int(chunk_size)
     return int(min(1024, max(8, budget // 4 // (CHUNK_BYTES_PER * d))))
-
-
-def path_bytes(n: int, d: int, chunk: int, m_min: int, budget: int) -> dict[str, int]:
-    """Estimated peak bytes of each path (the table of the module docstring). Matrix-free
-    keeps one chunk of gradients when it fits half the budget (``chunks`` method), else runs
-    the ``jvp`` method sized to a quarter of it."""
-    work = CHUNK_BYTES_PER * chunk * d
-    krylov = KRYLOV_BYTES_PER * d * m_min
-    return {
-        "dense": memory.dense_bytes(d, chunk),
-        "gram": 4 * n * d + 16 * n * n + work,
-        "stored": 4 * n * d + krylov + work,
-        "gram-tiles": 16 * n * n + 2 * work,
-        "matrix-free": krylov + (work if work <= budget // 2 else budget // 4),
-    }
 
 
 def _first_fit(

@@ -6,6 +6,13 @@ of eq. (2)/(A1) (or (A2)) with :func:`sgdvi.diffusion.compute.diffusion_spectrum
 did and saves the result with the snapshot's learning rate, batch size and the temperature
 factor of Remarks 11-12 (:func:`sgdvi.diffusion.moments.temperature_factor`).
 
+With ``diffusion.solver`` matrix-free or gram-tiles, a ``memory_budget_mb``, ``k`` or several
+``processes`` (:func:`sgdvi.diffusion.memory.uses_spectrum_api`) the spectrum comes from
+:func:`sgdvi.diffusion.spectrum` instead (no stored per-example gradients where the path needs
+none), written to the same file with its extra numbers (path, effective rank, ``tr(D^2)``);
+several processes are launched by :mod:`sgdvi.diffusion.launch` (torchrun, or srun tasks of
+the SLURM job).
+
 Every setting comes from the caller (the workflow passes the filled config: schema defaults
 are filled in by :func:`sgdvi.config.load`); this module supplies none of its own.
 """
@@ -22,6 +29,8 @@ import torch
 from sgdvi.config import snapshot_epoch
 from sgdvi.data import load_prepared
 from sgdvi.diffusion.compute import DiffusionResult, diffusion_spectrum, save_result
+from sgdvi.diffusion.matrix_free import LOCAL, Shard
+from sgdvi.diffusion.memory import API_PATH, uses_spectrum_api
 from sgdvi.diffusion.moments import temperature_factor
 from sgdvi.infra.devices import resolve_device
 from sgdvi.snapshots import load_snapshot
@@ -128,6 +137,60 @@ def _solve(
     )
 
 
+def _augmented(x: torch.Tensor, chunk_size: int, augmentation: tuple[Any, Any]) -> torch.Tensor:
+    """The inputs with one random augmentation per example, drawn chunk by chunk in order as
+    :func:`sgdvi.diffusion.gradients.iter_gradient_chunks` draws them (the same inputs as the
+    exact solvers see for the same ``chunk_size``)."""
+    transform, generator = augmentation
+    if transform is None:
+        return x
+    return torch.cat(
+        [transform(x[i : i + chunk_size], generator) for i in range(0, len(x), chunk_size)]
+    )
+
+
+def _solve_api(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    diffusion: Mapping[str, Any],
+    chunk_size: int,
+    augmentation: tuple[Any, Any],
+    shard: Shard,
+) -> tuple[DiffusionResult, dict[str, Any]]:
+    """:func:`sgdvi.diffusion.spectrum` with the settings of ``diffusion:``; the result as a
+    :class:`DiffusionResult` and the numbers only that path gives (stored beside it)."""
+    from sgdvi.diffusion.api import spectrum
+
+    res = spectrum(
+        model, (_augmented(x, chunk_size, augmentation), y), formula=diffusion["formula"],
+        eps=diffusion["eps"], memory_budget_mb=diffusion["memory_budget_mb"],
+        k=diffusion["k"], chunk_size=chunk_size, path=API_PATH[diffusion["solver"]],
+        method=diffusion["method"], trace_square=diffusion["trace_square"],
+        probes=diffusion["probes"], dense_max_d=diffusion["dense_max_d"],
+        lanczos=diffusion["lanczos"], shard=shard,
+    )  # fmt: skip
+    sec = res.seconds
+    result = DiffusionResult(
+        spectrum=res.spectrum, n=res.n, d=res.d, formula=res.formula, trace=res.trace,
+        grad_norm=res.grad_norm, seconds=sec["total"], seconds_gradients=sec["gradients"],
+        seconds_eigen=sec["eigen"] + sec.get("trace_square", 0.0),
+    )  # fmt: skip
+    extra = {
+        "spectrum_path": res.path,
+        "method": res.method,
+        "k": -1 if res.k is None else res.k,
+        "rank_upper": res.rank_upper,
+        "trace_square": res.trace_square,
+        "trace_square_stderr": res.trace_square_stderr,
+        "trace_square_method": res.trace_square_method,
+        "effective_rank": res.effective_rank,
+        "processes": shard.world,
+        "chunk_size": res.plan.chunk_size,
+    }
+    return result, extra
+
+
 def snapshot_spectrum(
     snapshot: str | Path,
     data: str | Path,
@@ -141,7 +204,9 @@ def snapshot_spectrum(
     device: str,
     threads: int,
     log: logging.Logger,
-) -> DiffusionResult:
+    processes: int = 1,
+    shard: Shard | None = None,
+) -> DiffusionResult | None:
     """Eigenvalues of D(x) (eq. (2)) at the snapshot ``snapshot`` of ``experiment``, saved to
     ``output`` (:func:`sgdvi.diffusion.compute.save_result`).
 
@@ -150,7 +215,22 @@ def snapshot_spectrum(
     ``dense_max_d``, ``subset``, ``augment_seed``, ``lanczos``); ``chunk_size`` (memory only).
     The examples: the first ``diffusion.subset`` (else the experiment's ``train_subset``, else
     all) training examples of the prepared dataset ``data``; the network in eval mode.
+    ``processes > 1``: runs itself on that many processes (:func:`sgdvi.diffusion.launch.
+    run_processes`) and returns None; ``shard``: this process's part of such a run (rank 0
+    writes ``output``).
     """
+    if processes > 1 and shard is None:
+        from sgdvi.diffusion.launch import run_processes
+
+        job = {
+            "snapshot": str(snapshot), "data": str(data), "output": str(output),
+            "experiment": experiment, "fraction": fraction, "settings": dict(settings),
+            "diffusion": dict(diffusion), "chunk_size": chunk_size, "device": device,
+            "threads": max(1, threads // processes), "processes": processes,
+        }  # fmt: skip
+        run_processes(job, processes, log)
+        return None
+    shard = shard or LOCAL
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     model, meta = load_snapshot(snapshot, dev)
@@ -169,10 +249,18 @@ def snapshot_spectrum(
         batch_size,
     )
     augmentation = _augmentation(settings, diffusion, log)
-    result = _solve(
-        model, x, y, diffusion, chunk_size, augmentation, _progress(len(x), chunk_size, log)
-    )
+    extra: dict[str, Any] = {}
+    if uses_spectrum_api(diffusion, max(processes, shard.world)):
+        result, extra = _solve_api(model, x, y, diffusion, chunk_size, augmentation, shard)
+        log.info(
+            "path %s (%s), %d process(es)", extra["spectrum_path"], extra["method"], shard.world
+        )
+    else:
+        progress = _progress(len(x), chunk_size, log)
+        result = _solve(model, x, y, diffusion, chunk_size, augmentation, progress)
     _log_result(log, result)
+    if shard.rank != 0:
+        return result
     save_result(
         output,
         result,
@@ -185,5 +273,6 @@ def snapshot_spectrum(
         temperature=temperature_factor(diffusion["formula"], batch_size, result.n),
         augmented=bool(settings["augment"]),
         device=str(dev),
+        **extra,
     )
     return result
