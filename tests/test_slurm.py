@@ -259,7 +259,6 @@ def test_a_diffusion_job_runs_as_one_slurm_job_of_two_tasks(cluster, tiny_workdi
     proc = _run_through_slurm(
         cluster,
         work,
-        target,
         "--profile",
         str(PROFILE),
         "--slurm-status-command",
@@ -271,6 +270,8 @@ def test_a_diffusion_job_runs_as_one_slurm_job_of_two_tasks(cluster, tiny_workdi
         "2",
         "--latency-wait",
         "10",
+        "--",
+        target,
     )
     try:
         output, _ = proc.communicate(timeout=300)
