@@ -213,5 +213,5 @@ def test_clipping_and_solver_choice():
     assert choose_solver("auto", 13338, 2000, eps="float64") == "dense"
     assert choose_solver("fast", 10, 2000) == "fast"
     assert EPS["float32"] == np.finfo(np.float32).eps
-    with pytest.raises(ValueError, match="auto, dense or fast"):
+    with pytest.raises(ValueError, match="auto, dense, fast or gram"):
         choose_solver("lanczos", 10, 10)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from sgdvi.config import load
 from sgdvi.data import save_prepared
 from sgdvi.diffusion.compute import load_result
+from sgdvi.diffusion.memory import RESULT_KEYS
 from sgdvi.diffusion.moments import temperature_factor
 from sgdvi.diffusion.snapshot import snapshot_spectrum, snapshot_state
 from sgdvi.infra.parquet import read_table
@@ -25,15 +26,6 @@ from sgdvi.models import build_model
 from sgdvi.snapshots import load_snapshot, save_snapshot
 
 LOG = logging.getLogger("test")
-DIFFUSION_RESULT_KEYS = (
-    "formula",
-    "eps",
-    "solver",
-    "dense_max_d",
-    "subset",
-    "augment_seed",
-    "lanczos",
-)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +65,7 @@ def naive_spectrum(snapshot, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("solver", "subset"), [("auto", None), ("dense", 50)])
 def test_snapshot_spectrum_matches_a_naive_reference(tmp_path, defaults, solver, subset):
     x, y = tiny_inputs(tmp_path)
-    diffusion = {k: defaults["diffusion"][k] for k in DIFFUSION_RESULT_KEYS}
+    diffusion = {k: defaults["diffusion"][k] for k in RESULT_KEYS}
     diffusion |= {"solver": solver, "subset": subset}
     settings = {"epochs": 10, "lr_schedule": [[0, 0.1]], "batch_size": 128}
     settings |= {"train_subset": None, "augment": False}

@@ -3,25 +3,11 @@
 # eigenvalues above the rank threshold (results/{experiment}/diffusion/{fraction}.npz); then
 # one table over all of them and one histogram figure per entry of diffusion.figures.
 
-# Settings that change a spectrum: only these are params of diffusion_spectrum, so that
-# changing threads, chunk_size, processes, remark13_top or the plot settings reruns no
-# spectrum (the script reads the others from the config). With diffusion.processes > 1 a job
-# runs on that many processes (torchrun here; under SLURM one job of that many tasks, started
-# by srun in the job: diffusion_task_resources).
-DIFFUSION_RESULT_KEYS = (
-    "formula",
-    "eps",
-    "solver",
-    "dense_max_d",
-    "subset",
-    "augment_seed",
-    "lanczos",
-    "memory_budget_mb",
-    "k",
-    "trace_square",
-    "probes",
-    "method",
-)
+# Settings that change a spectrum (sgdvi.diffusion.memory.RESULT_KEYS): only these are params
+# of diffusion_spectrum, so that changing threads, chunk_size, processes, remark13_top or the
+# plot settings reruns no spectrum (the script reads the others from the config). With
+# diffusion.processes > 1 a job runs on that many processes (torchrun here; under SLURM one
+# job of that many tasks, started by srun in the job: diffusion_task_resources).
 
 
 rule diffusion_spectrum:
@@ -43,7 +29,7 @@ rule diffusion_spectrum:
         mem_mb=diffusion_mem_mb,
     params:
         settings=lambda wildcards: experiment(wildcards.experiment),
-        diffusion={k: DIFFUSION[k] for k in DIFFUSION_RESULT_KEYS},
+        diffusion={k: DIFFUSION[k] for k in diffusion_memory.RESULT_KEYS},
         device=device_name(),
     script:
         "../scripts/diffusion_spectrum.py"

@@ -96,6 +96,23 @@ def path_bytes(n: int, d: int, chunk: int, m_min: int, budget: int) -> dict[str,
     }
 
 
+#: the ``diffusion:`` settings that change a spectrum: the params of rule diffusion_spectrum
+#: (changing threads, chunk_size, processes or the plot settings reruns no spectrum)
+RESULT_KEYS = (
+    "formula",
+    "eps",
+    "solver",
+    "dense_max_d",
+    "subset",
+    "augment_seed",
+    "lanczos",
+    "memory_budget_mb",
+    "k",
+    "trace_square",
+    "probes",
+    "method",
+)
+
 #: ``diffusion.solver`` values that only :func:`sgdvi.diffusion.spectrum` runs
 API_SOLVERS = ("matrix-free", "gram-tiles")
 

@@ -191,6 +191,20 @@ def _solve_api(
     return result, extra
 
 
+def _launch(args: Mapping[str, Any], log: logging.Logger) -> None:
+    """Run :func:`snapshot_spectrum` with the arguments ``args`` on ``args["processes"]``
+    processes (:func:`sgdvi.diffusion.launch.run_processes`), each with its share of the
+    threads."""
+    from sgdvi.diffusion.launch import run_processes
+
+    processes = int(args["processes"])
+    job = {k: args[k] for k in ("experiment", "fraction", "chunk_size", "device", "processes")}
+    job |= {k: str(args[k]) for k in ("snapshot", "data", "output")}
+    job |= {k: dict(args[k]) for k in ("settings", "diffusion")}
+    job["threads"] = max(1, int(args["threads"]) // processes)
+    run_processes(job, processes, log)
+
+
 def snapshot_spectrum(
     snapshot: str | Path,
     data: str | Path,
@@ -211,24 +225,15 @@ def snapshot_spectrum(
     ``output`` (:func:`sgdvi.diffusion.compute.save_result`).
 
     ``settings``: the experiment's ``experiments.<name>`` entry (``num_classes`` resolved);
-    ``diffusion``: the settings that change the result (``formula``, ``eps``, ``solver``,
-    ``dense_max_d``, ``subset``, ``augment_seed``, ``lanczos``); ``chunk_size`` (memory only).
+    ``diffusion``: the settings that change the result
+    (:data:`sgdvi.diffusion.memory.RESULT_KEYS`); ``chunk_size`` (memory only).
     The examples: the first ``diffusion.subset`` (else the experiment's ``train_subset``, else
     all) training examples of the prepared dataset ``data``; the network in eval mode.
-    ``processes > 1``: runs itself on that many processes (:func:`sgdvi.diffusion.launch.
-    run_processes`) and returns None; ``shard``: this process's part of such a run (rank 0
-    writes ``output``).
+    ``processes > 1``: runs itself on that many processes and returns None; ``shard``: this
+    process's part of such a run (rank 0 writes ``output``).
     """
     if processes > 1 and shard is None:
-        from sgdvi.diffusion.launch import run_processes
-
-        job = {
-            "snapshot": str(snapshot), "data": str(data), "output": str(output),
-            "experiment": experiment, "fraction": fraction, "settings": dict(settings),
-            "diffusion": dict(diffusion), "chunk_size": chunk_size, "device": device,
-            "threads": max(1, threads // processes), "processes": processes,
-        }  # fmt: skip
-        run_processes(job, processes, log)
+        _launch(locals(), log)
         return None
     shard = shard or LOCAL
     torch.set_num_threads(threads)
@@ -238,16 +243,8 @@ def snapshot_spectrum(
     epoch, lr, batch_size = snapshot_state(meta, settings, fraction)
     log.info(
         "%s at %.0f%% (epoch %d): %s, N=%d, device %s, %d threads, lr %g, batch %d",
-        experiment,
-        100 * fraction,
-        epoch,
-        meta["model"],
-        len(x),
-        dev,
-        threads,
-        lr,
-        batch_size,
-    )
+        experiment, 100 * fraction, epoch, meta["model"], len(x), dev, threads, lr, batch_size,
+    )  # fmt: skip
     augmentation = _augmentation(settings, diffusion, log)
     extra: dict[str, Any] = {}
     if uses_spectrum_api(diffusion, max(processes, shard.world)):
@@ -262,17 +259,9 @@ def snapshot_spectrum(
     if shard.rank != 0:
         return result
     save_result(
-        output,
-        result,
-        experiment=experiment,
-        fraction=fraction,
-        epoch=epoch,
-        model=meta["model"],
-        lr=lr,
-        batch_size=batch_size,
+        output, result, experiment=experiment, fraction=fraction, epoch=epoch,
+        model=meta["model"], lr=lr, batch_size=batch_size,
         temperature=temperature_factor(diffusion["formula"], batch_size, result.n),
-        augmented=bool(settings["augment"]),
-        device=str(dev),
-        **extra,
-    )
+        augmented=bool(settings["augment"]), device=str(dev), **extra,
+    )  # fmt: skip
     return result
