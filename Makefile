@@ -1,12 +1,12 @@
 # Two commands for a fresh machine (see README):
 #   make quick   set up .venv, then run the quick profile (offline, real MNIST) on 2 cores
-#   make test    set up .venv, then run the test suite (make test-fast: without the slow tests)
+#   make test    set up .venv, then run the test suite (make test-slow: the end-to-end tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: setup quick paper test test-fast lint report docs
+.PHONY: setup quick paper test test-slow test-all lint report docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,16 @@ report: setup
 lint: setup
 	bash .ci/lint
 
-# on every core (pytest-xdist); tests sharing a build or the SLURM cluster stay on one worker
+# the suite without the end-to-end tests marked slow (those: make test-slow; CI runs both)
 test: setup
-	$(BIN)/pytest -q -n auto --dist loadgroup
+	$(BIN)/pytest -q -m "not slow"
 
-# everything but the tests marked slow (the shared tiny workflow run, the browser, SLURM)
-test-fast: setup
-	$(BIN)/pytest -q -n auto --dist loadgroup -m "not slow"
+# the end-to-end tests: the shared tiny workflow run, the .test catalog run, SLURM, the browser
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+test-all: setup
+	$(BIN)/pytest -q
 
 # regenerate docs/configuration.md from the schema (tests/test_config_reference.py checks it)
 docs: setup

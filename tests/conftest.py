@@ -7,10 +7,6 @@ Run the workflow there with :func:`snakemake_cmd`.
 
 ``tiny_built`` is the same directory after a full run of the tiny workflow, built once per test
 session and shared read-only by every test that only reads outputs (the e2e checks, the report).
-
-``make test`` runs the suite on every core (pytest-xdist, ``-n auto --dist loadgroup``): the
-tests that use ``tiny_built`` go to one worker (one build per session, not one per worker),
-and so do the SLURM tests (one local cluster).
 """
 
 from __future__ import annotations
@@ -31,16 +27,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``: one worker for the tests sharing the session-scoped
-    ``tiny_built`` build, one for the tests sharing the module's SLURM cluster."""
-    for item in items:
-        if "tiny_built" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_built"))
-        elif item.get_closest_marker("slurm") is not None:
-            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 MNIST_FILES = {
