@@ -37,6 +37,16 @@ from slurm_cluster import LocalSlurm, SlurmUnavailable, ensure_installed
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 RUN_TIMEOUT = 480  # seconds for the whole workflow through SLURM
+# the profile, plus what this cluster needs (no accounting: squeue; a short first status check)
+PROFILE_ARGS = (
+    "--profile",
+    str(PROFILE),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--slurm-keep-successful-logs",
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -115,13 +125,7 @@ def test_tiny_workflow_runs_to_completion_through_slurm(cluster, tiny_workdir):
     proc = _run_through_slurm(
         cluster,
         work,
-        "--profile",
-        str(PROFILE),
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--slurm-keep-successful-logs",
+        *PROFILE_ARGS,
         "--max-threads",
         str(cpus),
         "--cores",
@@ -259,13 +263,7 @@ def test_a_diffusion_job_runs_as_one_slurm_job_of_two_tasks(cluster, tiny_workdi
     proc = _run_through_slurm(
         cluster,
         work,
-        "--profile",
-        str(PROFILE),
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--slurm-keep-successful-logs",
+        *PROFILE_ARGS,
         "--cores",
         "2",
         "--latency-wait",
