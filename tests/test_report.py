@@ -108,8 +108,18 @@ def strip_tags(html: str) -> str:
     return htmllib.unescape(re.sub(r"<[^>]+>", "", html))
 
 
-def test_landing_section_is_included_when_the_report_has_results(tmp_path, monkeypatch):
-    """With results (``files``), workflow.rst includes results/report/landing.rst."""
+class Record:
+    """What the template reads of Snakemake's FileRecord: the output's file name."""
+
+    def __init__(self, path: str) -> None:
+        self.target = Path(path).name
+
+
+WHOLE_RUN = [Record("results/figures/fig1a.png"), Record("results/tables/benchmarks.tsv")]
+
+
+def test_landing_section_is_included_when_the_report_covers_the_whole_run(tmp_path, monkeypatch):
+    """A report of the whole workflow includes results/report/landing.rst."""
     landing = tmp_path / "results" / "report" / "landing.rst"
     landing.parent.mkdir(parents=True)
     frame = pd.DataFrame(
@@ -130,12 +140,30 @@ def test_landing_section_is_included_when_the_report_has_results(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     Snakemake.config = merged(*CONFIGS["tiny"])
     _, html = render_rst(
-        (REPORT / "workflow.rst").read_text(), snakemake=Snakemake, files=["something"]
+        (REPORT / "workflow.rst").read_text(), snakemake=Snakemake, files=WHOLE_RUN
     )
     assert "system-message" not in html
     table = html[html.index('class="comparison') :]
     assert "<td><p>fig1a</p></td>" in table or "<td>fig1a</td>" in table
     assert "2.26" in table and html.index("2.26") < html.index("Run configuration")
+    assert "covers only the targets" not in html
+
+
+@pytest.mark.parametrize("files", [[], [Record("results/figures/fig1a.png")]])
+def test_a_report_of_some_targets_renders_without_the_landing_section(files, tmp_path, monkeypatch):
+    """``snakemake results/figures/fig1a.pdf --report r.html``: the landing page is not part of
+    that run and does not exist, so the description says so instead of including it."""
+    monkeypatch.chdir(tmp_path)  # no results/report/landing.rst here
+    Snakemake.config = merged(*CONFIGS["tiny"])
+    # docutils raises on an include of a missing file, as in Snakemake's report
+    env = Environment(trim_blocks=True, lstrip_blocks=True)
+    rst = env.from_string((REPORT / "workflow.rst").read_text()).render(
+        snakemake=Snakemake, files=files
+    )
+    html = publish_parts(rst, writer_name="html")["html_body"]
+    assert "include::" not in rst and "system-message" not in html
+    assert "covers only the targets named on the command line" in strip_tags(html)
+    assert 0 <= html.index("What this run found") < html.index("Run configuration")
 
 
 def rules_text() -> str:
