@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sgdvi.trajectory.network import N_HIDDEN, N_IN
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -63,7 +65,7 @@ def small_lenet(num_classes: int = 10, dropout: float = 0.1) -> nn.Sequential:
 def _fc(hidden: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(49, hidden),
+        nn.Linear(N_IN, hidden),  # 7x7 pixels
         nn.BatchNorm1d(hidden),
         nn.ReLU(),
         nn.Linear(hidden, num_classes),
@@ -81,7 +83,7 @@ def tiny_fc(num_classes: int = 5, dropout: float = 0.0) -> nn.Sequential:
     """tiny-fc: 49 -> 16 (BN, ReLU) -> 5, the network of Section IV-B (Fig. 3)."""
     if dropout:
         raise ValueError("tiny-fc has no dropout layer; set dropout: 0 for this experiment")
-    return _fc(16, num_classes)
+    return _fc(N_HIDDEN, num_classes)  # the one definition of its width: trajectory.network
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:

@@ -19,10 +19,11 @@ b2         (C,)     832+16C
 The first-layer bias ``b1`` only shifts the BN input, which BN's batch mean removes again:
 its gradient is exactly zero, it never moves, and the analysis drops it (constant weights).
 
-This module is the one home of tiny-fc's architecture outside :func:`sgdvi.models.tiny_fc`:
-the fused trainer (:mod:`.fast_trainer`) and the per-example gradients of the current
-analysis (:func:`sgdvi.irreversibility.sgd.per_example_gradients`, through :meth:`TinyFC.unflatten`
-and :func:`logits`) read the shapes and the forward pass from here.
+This module is the one home of tiny-fc's architecture: :func:`sgdvi.models.tiny_fc` takes its
+width from here (``N_IN``, ``N_HIDDEN``); the fused trainer (:mod:`.fast_trainer`) and the
+per-example gradients of the current analysis
+(:func:`sgdvi.irreversibility.sgd.per_example_gradients`, through :meth:`TinyFC.unflatten` and
+:func:`logits`) read the shapes and the forward pass from here.
 """
 
 from __future__ import annotations
