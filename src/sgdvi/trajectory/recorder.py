@@ -79,6 +79,7 @@ import torch
 from numpy.lib.format import open_memmap
 
 from sgdvi.infra.atomic import atomic_open, atomic_path
+from sgdvi.infra.disk import reserved_memmap
 from sgdvi.infra.jobguard import checkpoint_lock
 from sgdvi.irreversibility import sgd
 
@@ -226,13 +227,13 @@ class TrajectoryRecorder:
     def _create(self, model, max_rows: int) -> None:
         """Write the arrays, then the header last (its presence marks a valid recording)."""
         k, d = self.header["k"], self.header["d"]
-        self._rows = open_memmap(self.path / ROWS, "w+", np.float64, (max(1, max_rows), k))
+        self._rows = reserved_memmap(self.path / ROWS, np.float64, (max(1, max_rows), k))
         self._rows[:] = np.nan
         self._state = open_memmap(self.path / STATE, "w+", np.float64, (3,))
         self._state[:] = 0.0
         self._full = None
         if self.header["track_drift"]:
-            self._full = open_memmap(self.path / FULL, "w+", np.float64, (7, d))
+            self._full = reserved_memmap(self.path / FULL, np.float64, (7, d))
         if self.header["seed"] is None:
             with atomic_path(self.path / DIRECTIONS) as tmp:
                 np.save(tmp, self._V)
@@ -267,7 +268,7 @@ class TrajectoryRecorder:
         """Double the capacity: copy the committed rows to a new file, rename it over."""
         n, (cap, k) = self.n_rows, self._rows.shape
         with atomic_path(self.path / ROWS) as tmp:
-            new = open_memmap(tmp, "w+", np.float64, (2 * cap, k))
+            new = reserved_memmap(tmp, np.float64, (2 * cap, k))
             new[:n], new[n:] = self._rows[:n], np.nan
             new.flush()
             del new

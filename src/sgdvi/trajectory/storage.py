@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sgdvi.infra.atomic import atomic_write
+from sgdvi.infra.disk import reserved_memmap
 from sgdvi.trajectory.state import TrainState
 
 #: per-epoch metrics; row ``epoch`` describes the weights after ``epoch`` finished epochs
@@ -93,9 +94,7 @@ class ChunkStore:
                 )
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            mm = np.lib.format.open_memmap(
-                self.weights_path, mode="w+", dtype=np.float32, shape=self.shape
-            )
+            mm = reserved_memmap(self.weights_path, np.float32, self.shape)
         self._weights = mm
         return mm
 
