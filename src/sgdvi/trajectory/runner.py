@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -336,11 +337,21 @@ def run_guard(run_dir: str | Path, where: str) -> Iterator[Path]:
     """
 
     def parent_died() -> None:
-        log.error(
-            "trajectory %s: the Snakemake job that started it is gone; stopping (the "
-            "recorded chunks stay, a rerun resumes from them)",
-            where,
-        )
+        # a signal handler: it may interrupt the logger inside a write to the same file, where a
+        # log call fails ("reentrant call") and the message is lost; write to the fds directly
+        msg = (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR trajectory {where}: the Snakemake job "
+            "that started it is gone; stopping (the recorded chunks stay, a rerun resumes from "
+            "them)\n"
+        ).encode()
+        logger: logging.Logger | None = log
+        while logger is not None:
+            for handler in logger.handlers:
+                try:
+                    os.write(handler.stream.fileno(), msg)  # type: ignore[attr-defined]
+                except (AttributeError, OSError, ValueError):
+                    pass
+            logger = logger.parent if logger.propagate else None
         raise SystemExit(128 + signal.SIGTERM)
 
     with job_guard(lock_target(run_dir), f"trajectory runner of {where}", parent_died) as lock:
